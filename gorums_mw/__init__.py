@@ -1,0 +1,43 @@
+"""gorums-mw: symmetric configurations for Python gRPC, as grpc.aio middleware."""
+
+from gorums_mw._configuration import Configuration, NodeReply
+from gorums_mw._errors import (
+    CallError,
+    ConfigurationError,
+    GorumsError,
+    InvalidAddressError,
+    PeerAddressMismatchError,
+    QuorumCallError,
+)
+from gorums_mw._identity import GORUMS_ADDR_KEY, identify_peer, normalize_addr
+from gorums_mw._inbound_manager import GORUMS_CLIENT_KEY, InboundManager
+from gorums_mw._node import Node
+from gorums_mw._options import InboundNodeOption, NodeListOption, with_node_list, with_nodes
+from gorums_mw._stream._registry import HandlerRegistry
+from gorums_mw._version import __version__
+from interceptors._peer import Peer, current_peer
+
+__all__ = [
+    "GORUMS_ADDR_KEY",
+    "GORUMS_CLIENT_KEY",
+    "CallError",
+    "Configuration",
+    "ConfigurationError",
+    "GorumsError",
+    "HandlerRegistry",
+    "InboundManager",
+    "InboundNodeOption",
+    "InvalidAddressError",
+    "Node",
+    "NodeListOption",
+    "NodeReply",
+    "Peer",
+    "PeerAddressMismatchError",
+    "QuorumCallError",
+    "__version__",
+    "current_peer",
+    "identify_peer",
+    "normalize_addr",
+    "with_node_list",
+    "with_nodes",
+]

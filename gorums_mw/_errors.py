@@ -1,0 +1,97 @@
+"""Errors raised by gorums-mw.
+
+Hierarchy::
+
+    GorumsError
+    ├── InvalidAddressError (also ValueError)     a gorums-addr or node address is malformed
+    ├── PeerAddressMismatchError                  claimed IP is not the connection's IP
+    ├── ConfigurationError (also ValueError)      bad node IDs or addresses in options
+    └── CallError                                 a call on a node or configuration failed
+        └── QuorumCallError                       a quorum became impossible
+
+Each error that crosses the wire names the gRPC status it maps to in its
+``code`` attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+
+
+class GorumsError(Exception):
+    """Base class of every error gorums-mw raises."""
+
+
+class InvalidAddressError(GorumsError, ValueError):
+    """A ``host:port`` address is malformed (``INVALID_ARGUMENT`` on the wire)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class PeerAddressMismatchError(GorumsError):
+    """The claimed address's IP is not the IP the connection comes from.
+
+    Maps to ``UNAUTHENTICATED`` on the wire.
+
+    Attributes:
+        claimed: the ``host:port`` the caller claimed in ``gorums-addr``.
+        actual: the peer string grpc reported for the connection.
+    """
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+    def __init__(self, claimed: str, actual: str) -> None:
+        super().__init__(f"claimed address {claimed!r} does not match connection peer {actual!r}")
+        self.claimed = claimed
+        self.actual = actual
+
+
+class ConfigurationError(GorumsError, ValueError):
+    """Node options are invalid: a bad ID, a bad address or a duplicate."""
+
+
+class CallError(GorumsError):
+    """A call to one node failed.
+
+    Attributes:
+        code: the gRPC status code of the failure.
+        details: the status message.
+        node_id: the node the call was made to.
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str, node_id: int = 0) -> None:
+        super().__init__(f"node {node_id}: {code.name}: {details}")
+        self.code = code
+        self.details = details
+        self.node_id = node_id
+
+
+class QuorumCallError(GorumsError):
+    """A quorum call cannot reach its quorum.
+
+    Attributes:
+        method: the full method name called.
+        quorum: the number of replies needed.
+        replies: the replies received before it failed, by node ID.
+        errors: the failure of each node that did not reply, by node ID.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        quorum: int,
+        replies: Mapping[int, object],
+        errors: Mapping[int, CallError],
+    ) -> None:
+        failures = "; ".join(
+            f"node {nid}: {err.code.name}: {err.details}" for nid, err in sorted(errors.items())
+        )
+        super().__init__(
+            f"{method}: quorum of {quorum} impossible with {len(replies)} replies ({failures})"
+        )
+        self.method = method
+        self.quorum = quorum
+        self.replies = dict(replies)
+        self.errors = dict(errors)

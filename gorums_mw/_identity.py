@@ -1,0 +1,138 @@
+"""Peer identity: the ``gorums-addr`` claim and its check against the connection.
+
+A replica that dials another sends, once per call, the address it listens on
+in the metadata key ``gorums-addr``. The server accepts the claim only when
+the claimed host is the IP the connection really comes from. No name is ever
+resolved here: a claimed host must be an IP literal.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Protocol
+from urllib.parse import unquote
+
+from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError
+from interceptors import _address
+from interceptors._address import IPAddress
+
+GORUMS_ADDR_KEY = "gorums-addr"
+"""The metadata key carrying the caller's claimed listening address."""
+
+
+class _CallContext(Protocol):
+    def peer(self) -> str: ...
+
+    def invocation_metadata(self) -> Iterable[tuple[str, str | bytes]] | None: ...
+
+
+def identify_peer(context: _CallContext) -> str:
+    """Return the caller's validated claimed address.
+
+    Args:
+        context: the call's ``grpc.aio.ServicerContext`` (or anything with
+            ``peer()`` and ``invocation_metadata()``).
+
+    Returns:
+        The claimed address, normalized (``127.0.0.1:9001``, ``[::1]:9001``),
+        or ``""`` when the caller sent no ``gorums-addr``.
+
+    Raises:
+        InvalidAddressError: ``gorums-addr`` is malformed or repeated.
+        PeerAddressMismatchError: the claimed IP is not the connection's IP.
+    """
+    claimed = claimed_address(context.invocation_metadata() or ())
+    if claimed is None:
+        return ""
+    return validate_claim(context.peer(), claimed)
+
+
+def claimed_address(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
+    """The single ``gorums-addr`` value in ``metadata``, or None if absent.
+
+    Raises:
+        InvalidAddressError: the key is repeated or its value is not text.
+    """
+    found: str | bytes | None = None
+    for key, value in metadata:
+        if key == GORUMS_ADDR_KEY:
+            if found is not None:
+                raise InvalidAddressError(f"{GORUMS_ADDR_KEY} sent more than once")
+            found = value
+    if found is None:
+        return None
+    if not isinstance(found, str):
+        raise InvalidAddressError(f"{GORUMS_ADDR_KEY} must be text, got bytes")
+    return found
+
+
+def validate_claim(peer: str, claimed: str) -> str:
+    """Check a claimed address against grpc's peer string for the connection.
+
+    Returns:
+        The normalized claimed address.
+
+    Raises:
+        InvalidAddressError: ``claimed`` is not an ``ip:port`` literal.
+        PeerAddressMismatchError: the IPs differ, or a unix-socket caller
+            claims a non-loopback host.
+    """
+    claimed_ip, normalized = _parse_claim(claimed)
+    if peer.startswith("unix"):
+        if claimed_ip.is_loopback:
+            return normalized
+        raise PeerAddressMismatchError(normalized, peer)
+    if _peer_ip(peer) != claimed_ip:
+        raise PeerAddressMismatchError(normalized, peer)
+    return normalized
+
+
+def normalize_addr(addr: str) -> str:
+    """Normalize a node address so equal endpoints compare equal.
+
+    IP literals are canonicalized (``[::FFFF:127.0.0.1]:1`` → ``127.0.0.1:1``);
+    a host name is resolved once, preferring IPv4 (``localhost:9001`` →
+    ``127.0.0.1:9001``). Use it where addresses are configured, never per call.
+
+    Raises:
+        InvalidAddressError: malformed, or a name that does not resolve.
+    """
+    try:
+        return _address.normalize_addr(addr)
+    except ValueError as exc:
+        raise InvalidAddressError(str(exc)) from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_claim(claimed: str) -> tuple[IPAddress, str]:
+    try:
+        host, port = _address.split_host_port(claimed)
+    except ValueError as exc:
+        raise InvalidAddressError(f"{GORUMS_ADDR_KEY}: {exc}") from None
+    try:
+        ip = _address.canonical_ip(host)
+    except ValueError:
+        raise InvalidAddressError(
+            f"{GORUMS_ADDR_KEY} {claimed!r}: host must be an IP literal, not a name"
+        ) from None
+    return ip, _address.join_host_port(ip, port)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_of(host: str) -> IPAddress | None:
+    try:
+        return _address.canonical_ip(host)
+    except ValueError:
+        return None
+
+
+def _peer_ip(peer: str) -> IPAddress | None:
+    """The IP in a grpc peer string (``ipv4:a.b.c.d:p``, ``ipv6:%5B..%5D:p``)."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return None
+    host = rest.rpartition(":")[0]
+    if "%" in host:
+        host = unquote(host)
+    return _ip_of(host.removeprefix("[").removesuffix("]"))

@@ -1,0 +1,111 @@
+"""Node options: the seed's ``WithNodeMap`` / ``WithNodeList`` as typed values.
+
+``with_nodes`` works for dialed configurations and for an ``InboundManager``;
+``with_node_list`` only for dialed configurations. The types say so, so
+mypy rejects ``InboundManager(1, with_node_list([...]))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from gorums_mw._errors import ConfigurationError, InvalidAddressError
+from gorums_mw._identity import normalize_addr
+from interceptors._peer import MAX_NODE_ID
+
+
+@dataclass(frozen=True, slots=True)
+class NodeListOption:
+    """Nodes to dial, by ID. Built by ``with_nodes`` or ``with_node_list``.
+
+    Attributes:
+        nodes: node ID → normalized address, in ID order.
+    """
+
+    nodes: Mapping[int, str]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self.nodes)!r})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class InboundNodeOption(NodeListOption):
+    """Known nodes with fixed IDs: usable to dial and by an ``InboundManager``.
+
+    Built by ``with_nodes``.
+    """
+
+
+def with_nodes(nodes: Mapping[int, str]) -> InboundNodeOption:
+    """Name each node by an explicit ID.
+
+    Args:
+        nodes: node ID (1..2**32-1) → ``host:port``. Host names are resolved
+            once, here (``normalize_addr``).
+
+    Returns:
+        An option usable to dial a configuration and by an ``InboundManager``.
+
+    Raises:
+        ConfigurationError: an ID is not a positive 32-bit integer (0 is
+            reserved for external clients), an address is malformed, or two
+            IDs share an address.
+    """
+    if not isinstance(nodes, Mapping):
+        raise ConfigurationError(f"with_nodes takes a mapping of ID to address, got {nodes!r}")
+    if not nodes:
+        raise ConfigurationError("with_nodes needs at least one node")
+    return InboundNodeOption(_validated(nodes.items()))
+
+
+def with_node_list(addrs: Iterable[str]) -> NodeListOption:
+    """Name nodes by address only; IDs 1, 2, … are assigned in list order.
+
+    Only for dialing: an ``InboundManager`` needs IDs that every replica
+    agrees on, so it refuses this option.
+
+    Raises:
+        ConfigurationError: an address is malformed or repeated.
+    """
+    if isinstance(addrs, str):
+        raise ConfigurationError("with_node_list takes a list of addresses, not one string")
+    addr_list = list(addrs)
+    if not addr_list:
+        raise ConfigurationError("with_node_list needs at least one address")
+    return NodeListOption(_validated(enumerate(addr_list, start=1)))
+
+
+def _validated(items: Iterable[tuple[object, object]]) -> dict[int, str]:
+    by_id: dict[int, str] = {}
+    id_of: dict[str, int] = {}
+    for node_id, addr in sorted(items, key=lambda item: check_node_id(item[0])):
+        if not isinstance(addr, str):
+            raise ConfigurationError(f"node {node_id}: address must be a str, got {addr!r}")
+        try:
+            normalized = normalize_addr(addr)
+        except InvalidAddressError as exc:
+            raise ConfigurationError(f"node {node_id}: {exc}") from exc
+        if normalized in id_of:
+            raise ConfigurationError(
+                f"node {node_id}: address {addr!r} ({normalized})"
+                f" is already node {id_of[normalized]}"
+            )
+        id_of[normalized] = check_node_id(node_id)
+        by_id[check_node_id(node_id)] = normalized
+    return by_id
+
+
+def check_node_id(node_id: object) -> int:
+    """Return ``node_id`` if it is a valid node ID (1..2**32-1).
+
+    Raises:
+        ConfigurationError: it is not.
+    """
+    if not isinstance(node_id, int) or isinstance(node_id, bool):
+        raise ConfigurationError(f"node ID must be an int, got {node_id!r}")
+    if node_id == 0:
+        raise ConfigurationError("node ID 0 is reserved for external clients")
+    if not 0 < node_id <= MAX_NODE_ID:
+        raise ConfigurationError(f"node ID {node_id} is outside 1..{MAX_NODE_ID}")
+    return node_id

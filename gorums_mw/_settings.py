@@ -1,0 +1,78 @@
+"""Settings that travel together: keepalive and reconnect backoff."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keepalive:
+    """gRPC keepalive: how fast a peer that vanished without goodbye is noticed.
+
+    Both ends ping an idle connection every ``interval`` seconds and drop it
+    when a ping is not answered within ``timeout`` seconds, so a killed or
+    stalled peer leaves every configuration within ``bound`` seconds.
+    """
+
+    interval: float = 5.0
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value <= 0:
+                raise ValueError(
+                    f"Keepalive.{name} must be a positive number of seconds, got {value!r}"
+                )
+
+    @property
+    def bound(self) -> float:
+        """Seconds within which a dead peer is detected (plus scheduling slack)."""
+        return self.interval + self.timeout
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        """Options for a dialing ``grpc.aio`` channel."""
+        return [
+            ("grpc.keepalive_time_ms", int(self.interval * 1000)),
+            ("grpc.keepalive_timeout_ms", int(self.timeout * 1000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+
+    def server_options(self) -> list[tuple[str, int]]:
+        """Options for a ``grpc.aio`` server that accepts these pings and pings back."""
+        return [
+            *self.channel_options(),
+            ("grpc.http2.min_ping_interval_without_data_ms", int(self.interval * 1000 / 2)),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", int(self.interval * 1000 / 2)),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delays between reconnect attempts: exponential, capped, jittered."""
+
+    initial: float = 0.05
+    maximum: float = 2.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial <= self.maximum:
+            raise ValueError(f"Backoff needs 0 < initial <= maximum, got {self!r}")
+        if self.multiplier < 1 or not 0 <= self.jitter < 1:
+            raise ValueError(f"Backoff needs multiplier >= 1 and 0 <= jitter < 1, got {self!r}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before reconnect attempt ``attempt`` (0-based)."""
+        base = min(self.maximum, self.initial * self.multiplier**attempt)
+        return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        """grpc's own reconnect backoff, aligned with this one."""
+        return [
+            ("grpc.initial_reconnect_backoff_ms", max(1, int(self.initial * 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(1, int(self.initial * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(1, int(self.maximum * 1000))),
+        ]

@@ -1,0 +1,1 @@
+"""NodeStream: one bidirectional stream per pair of nodes, carrying calls both ways."""

@@ -1,0 +1,215 @@
+"""System: one symmetric replica — server, NodeStream, InboundManager, dialer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from grpc import aio
+from opentelemetry import trace
+
+from gorums_mw._configuration import Configuration
+from gorums_mw._inbound_manager import ConfigCallback, InboundManager
+from gorums_mw._node import Node
+from gorums_mw._options import InboundNodeOption, with_nodes
+from gorums_mw._outbound import OutboundManager
+from gorums_mw._settings import Backoff, Keepalive
+from gorums_mw._stream._endpoint import DEFAULT_SEND_BUFFER, StreamEndpoint
+from gorums_mw._stream._local import LocalChannel
+from gorums_mw._stream._registry import HandlerRegistry
+from gorums_mw._stream._service import add_node_stream_service
+from interceptors._peer import Peer
+from interceptors._protocol import Cleanup
+from interceptors._server import PeerIdentityInterceptor
+
+AddServicer = Callable[[Any, Any], None]
+
+
+class System:
+    """Runs one replica of a symmetric set.
+
+    A grpc.aio server with ``PeerIdentityInterceptor``, the NodeStream
+    service and an ``InboundManager``, plus an outbound stream to every other
+    replica. Of each pair's two streams both replicas use the one dialed by
+    the lower ID, so ``config()`` — every connected replica plus this one —
+    is the same kind of configuration on every replica, whoever dialed whom.
+
+    Example::
+
+        nodes = with_nodes({1: "127.0.0.1:9001", 2: "127.0.0.1:9002", 3: "127.0.0.1:9003"})
+        system = System(1, nodes)
+        system.add_servicer(add_StoreServicer_to_server, Store())
+        async with system:
+            config = await system.wait_for_config(lambda c: len(c) == 3, timeout=10)
+            await config.quorum_call("store.Store.Write", request, WriteReply)
+    """
+
+    def __init__(
+        self,
+        my_id: int,
+        nodes: InboundNodeOption,
+        *,
+        listen: str | None = None,
+        send_buffer: int = DEFAULT_SEND_BUFFER,
+        keepalive: Keepalive | None = None,
+        backoff: Backoff | None = None,
+        on_config_change: ConfigCallback | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        """Prepare replica ``my_id`` of ``nodes``.
+
+        Args:
+            my_id: this replica's ID; must be one of ``nodes``.
+            nodes: every replica, from ``with_nodes``.
+            listen: the address to bind; default this replica's address in ``nodes``.
+            send_buffer: messages each stream queues before senders wait.
+            keepalive: bounds how fast a vanished replica is noticed.
+            backoff: reconnect delays of outbound streams.
+            on_config_change: called with ``config()`` whenever it changes.
+            tracer_provider: where spans go; default the global provider.
+
+        Raises:
+            TypeError: ``nodes`` is not from ``with_nodes``.
+            ConfigurationError: ``my_id`` is not one of ``nodes``.
+        """
+        if not isinstance(nodes, InboundNodeOption):
+            raise TypeError("System needs with_nodes({id: addr, ...})")
+        if my_id not in nodes.nodes:
+            raise KeyError(f"my_id {my_id} is not one of the nodes {sorted(nodes.nodes)}")
+        self._keepalive = keepalive or Keepalive()
+        self._address = nodes.nodes[my_id]
+        self._listen = listen or self._address
+        self.handlers = HandlerRegistry()
+        """Where servicers are registered to answer calls over NodeStream."""
+        self._self_node: Node
+        self._user_callback = on_config_change
+        self.manager = InboundManager(
+            my_id,
+            nodes,
+            send_buffer=send_buffer,
+            handlers=self.handlers,
+            tracer_provider=tracer_provider,
+            on_config_change=self._on_change if on_config_change is not None else None,
+        )
+        """The InboundManager of this replica."""
+        self._self_node = Node(my_id, self._address, self.manager.tracer)
+        self._self_node.attach(LocalChannel(Peer(my_id, self._address, "local"), self.handlers))
+        peers = {nid: addr for nid, addr in nodes.nodes.items() if nid != my_id}
+        self._dialer = (
+            OutboundManager(
+                with_nodes(peers),
+                my_addr=self._address,
+                handlers=self.handlers,
+                send_buffer=send_buffer,
+                keepalive=self._keepalive,
+                backoff=backoff,
+                tracer_provider=tracer_provider,
+            )
+            if peers
+            else None
+        )
+        if self._dialer is not None:
+            self._dialer._attach = self._attach_outbound
+            self._dialer._gate = self._wait_while_inbound
+        self.server = aio.server(
+            interceptors=[PeerIdentityInterceptor(self.manager)],
+            options=self._keepalive.server_options(),
+        )
+        """The grpc.aio server; add ordinary services to it before ``start()``."""
+        add_node_stream_service(self.manager, self.server)
+        self._port: int | None = None
+        self._cached: tuple[Configuration, Configuration] | None = None
+
+    def __repr__(self) -> str:
+        ids = list(self.config().ids)
+        return f"<System id={self.id} address={self._address!r} config={ids}>"
+
+    @property
+    def id(self) -> int:
+        """This replica's ID."""
+        return self.manager.my_id
+
+    @property
+    def address(self) -> str:
+        """This replica's normalized address."""
+        return self._address
+
+    def add_servicer(self, add_to_server: AddServicer, servicer: object) -> None:
+        """Serve ``servicer`` over NodeStream and as an ordinary grpc service.
+
+        Args:
+            add_to_server: the generated ``add_XServicer_to_server`` function.
+            servicer: the servicer instance.
+        """
+        add_to_server(servicer, self.handlers)
+        add_to_server(servicer, self.server)
+
+    async def start(self) -> None:
+        """Bind the server and start dialing the other replicas.
+
+        Raises:
+            RuntimeError: the listen address could not be bound.
+        """
+        self._port = self.server.add_insecure_port(self._listen)
+        if not self._port:
+            raise RuntimeError(f"replica {self.id} could not listen on {self._listen}")
+        await self.server.start()
+        if self._dialer is not None:
+            self._dialer.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Close outbound streams, then stop the server (``grace`` seconds for calls in flight)."""
+        if self._dialer is not None:
+            await self._dialer.close()
+        await self.server.stop(grace)
+
+    async def __aenter__(self) -> System:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(None)
+
+    def config(self) -> Configuration:
+        """This replica and every connected replica, ID-sorted."""
+        peers = self.manager.inbound_config()
+        cached = self._cached
+        if cached is not None and cached[0] is peers:
+            return cached[1]
+        config = Configuration._sorted(
+            tuple(sorted((*peers, self._self_node), key=lambda node: node.id)), self.manager.tracer
+        )
+        self._cached = (peers, config)
+        return config
+
+    async def wait_for_config(
+        self, cond: Callable[[Configuration], bool], timeout: float | None = None
+    ) -> Configuration:
+        """Wait until ``cond(config())`` holds; return that configuration.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        await self.manager.wait_for_config(lambda _: cond(self.config()), timeout)
+        return self.config()
+
+    def _on_change(self, _: Configuration) -> None:
+        if self._user_callback is not None:
+            self._user_callback(self.config())
+
+    def _attach_outbound(self, node: Node, endpoint: StreamEndpoint) -> Cleanup:
+        return self.manager.add_outbound(node.id, endpoint, endpoint.close)
+
+    async def _wait_while_inbound(self, node_id: int) -> None:
+        """A higher-ID replica does not dial a lower one whose stream it already uses."""
+        while node_id < self.id:
+            inbound = self.manager.inbound_stream(node_id)
+            if not isinstance(inbound, StreamEndpoint):
+                return
+            await inbound.wait_closed()

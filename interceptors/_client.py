@@ -1,0 +1,132 @@
+"""ClientIdentityInterceptor: send ``gorums-addr`` on every outgoing call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+from grpc import aio
+
+from interceptors._address import normalize_addr
+from interceptors._server import GORUMS_ADDR_KEY
+
+_Details = aio.ClientCallDetails
+
+if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc's runtime classes are not
+    _UnaryUnaryBase = aio.UnaryUnaryClientInterceptor[Any, Any]
+    _UnaryStreamBase = aio.UnaryStreamClientInterceptor[Any, Any]
+    _StreamUnaryBase = aio.StreamUnaryClientInterceptor[Any, Any]
+    _StreamStreamBase = aio.StreamStreamClientInterceptor[Any, Any]
+else:
+    _UnaryUnaryBase = aio.UnaryUnaryClientInterceptor
+    _UnaryStreamBase = aio.UnaryStreamClientInterceptor
+    _StreamUnaryBase = aio.StreamUnaryClientInterceptor
+    _StreamStreamBase = aio.StreamStreamClientInterceptor
+
+
+def _with_addr(details: _Details, addr: str) -> _Details:
+    metadata = aio.Metadata()
+    if details.metadata is not None:
+        for key, value in details.metadata:
+            if key != GORUMS_ADDR_KEY:
+                metadata.add(key, value)
+    metadata.add(GORUMS_ADDR_KEY, addr)
+    return aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _UnaryUnary(_UnaryUnaryBase):
+    def __init__(self, addr: str) -> None:
+        self._addr = addr
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: _Details, request: Any
+    ) -> Any:
+        return await continuation(_with_addr(client_call_details, self._addr), request)
+
+
+class _UnaryStream(_UnaryStreamBase):
+    def __init__(self, addr: str) -> None:
+        self._addr = addr
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: _Details, request: Any
+    ) -> Any:
+        return await continuation(_with_addr(client_call_details, self._addr), request)
+
+
+class _StreamUnary(_StreamUnaryBase):
+    def __init__(self, addr: str) -> None:
+        self._addr = addr
+
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: _Details,
+        request_iterator: AsyncIterable[Any] | Iterable[Any],
+    ) -> Any:
+        return await continuation(_with_addr(client_call_details, self._addr), request_iterator)
+
+
+class _StreamStream(_StreamStreamBase):
+    def __init__(self, addr: str) -> None:
+        self._addr = addr
+
+    async def intercept_stream_stream(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: _Details,
+        request_iterator: AsyncIterable[Any] | Iterable[Any],
+    ) -> Any:
+        return await continuation(_with_addr(client_call_details, self._addr), request_iterator)
+
+
+class ClientIdentityInterceptor(Sequence[Any]):  # grpc-stubs has no interceptor base type
+    """Makes a grpc.aio channel identify itself as the replica at ``my_addr``.
+
+    grpc.aio gives each interceptor object only the first call kind it
+    implements (grpc/grpc#31442), so this is a sequence of four interceptors,
+    one per call kind. Pass it as the channel's interceptors::
+
+        channel = grpc.aio.insecure_channel(
+            "127.0.0.1:9001", interceptors=ClientIdentityInterceptor("127.0.0.1:9002")
+        )
+
+    or splice it with others: ``interceptors=[*ClientIdentityInterceptor(addr), other]``.
+    """
+
+    def __init__(self, my_addr: str) -> None:
+        """Create the interceptors.
+
+        Args:
+            my_addr: the ``host:port`` this replica listens on. A host name is
+                resolved here, once (the server never resolves names).
+
+        Raises:
+            ValueError: ``my_addr`` is malformed or does not resolve.
+        """
+        self.address = normalize_addr(my_addr)
+        """The normalized address sent in ``gorums-addr``."""
+        self._interceptors: tuple[Any, ...] = (
+            _UnaryUnary(self.address),
+            _UnaryStream(self.address),
+            _StreamUnary(self.address),
+            _StreamStream(self.address),
+        )
+
+    def __repr__(self) -> str:
+        return f"ClientIdentityInterceptor({self.address!r})"
+
+    def __len__(self) -> int:
+        return len(self._interceptors)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any | Sequence[Any]:
+        return self._interceptors[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._interceptors)

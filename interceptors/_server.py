@@ -1,0 +1,185 @@
+"""PeerIdentityInterceptor: identify every caller, register streaming peers."""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+import grpc
+from grpc import aio
+
+from interceptors._peer import bind_peer
+from interceptors._protocol import Cleanup, PeerRegistrar
+
+GORUMS_ADDR_KEY: Final = "gorums-addr"
+NODE_STREAM_METHOD: Final = "/stream.Gorums/NodeStream"
+"""The grpc path of the NodeStream RPC, registered by default."""
+
+_REPEATED: Final = "\x00repeated"
+_claim: contextvars.ContextVar[str | None] = contextvars.ContextVar("gorums_claim", default=None)
+
+Behavior: TypeAlias = "Callable[[Any, aio.ServicerContext[Any, Any]], Any]"
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
+
+
+if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc's runtime classes are not
+    _ServerInterceptor = aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = aio.ServerInterceptor
+
+
+class PeerIdentityInterceptor(_ServerInterceptor):
+    """Identifies the caller of every RPC; registers streaming peers.
+
+    Attach it to an existing ``grpc.aio`` server; servicers need no change.
+    For every call that carries ``gorums-addr`` it checks the claim against
+    the connection (``UNAUTHENTICATED`` on a mismatch, ``INVALID_ARGUMENT``
+    on a malformed value) and binds the caller, so ``current_peer()`` inside
+    the handler returns it. Calls without ``gorums-addr`` pass straight
+    through, untouched. For the streaming methods named in
+    ``register_methods``, it also registers the caller as a connected peer
+    for the lifetime of the stream.
+
+    Works for unary and streaming handlers written as coroutines or async
+    generators (including coroutines that use ``context.read()`` and
+    ``context.write()``). Plain ``def`` handlers are passed through
+    unwrapped: use ``manager.peer(context)`` in them.
+    """
+
+    def __init__(
+        self, registrar: PeerRegistrar, *, register_methods: Iterable[str] = (NODE_STREAM_METHOD,)
+    ) -> None:
+        """Create the interceptor.
+
+        Args:
+            registrar: identifies and registers peers (an ``InboundManager``).
+            register_methods: grpc paths (``/pkg.Service/Method``) of streaming
+                methods whose callers are registered while the stream is open.
+        """
+        if isinstance(register_methods, str):
+            raise TypeError("register_methods takes an iterable of method paths, not one string")
+        self._registrar = registrar
+        self._register = frozenset(register_methods)
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(  # type: ignore[override]  # grpc accepts None
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        """Wrap the handler of a call that claims an address or registers."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+        claimed = _find_claim(handler_call_details.invocation_metadata)
+        if claimed is None and method not in self._register:
+            return handler
+        _claim.set(claimed)
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method in self._register)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Handler, register: bool) -> Handler:
+        kind, behavior = _behavior(handler)
+        if behavior is None:
+            return handler
+        if inspect.isasyncgenfunction(behavior):
+            wrapped: Behavior = self._wrap_asyncgen(behavior, register)
+        elif inspect.iscoroutinefunction(behavior):
+            wrapped = self._wrap_coroutine(behavior, register)
+        else:
+            return handler
+        return _FACTORIES[kind](
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap_coroutine(self, behavior: Behavior, register: bool) -> Behavior:
+        enter = self._enter_stream if register else self._enter_call
+
+        async def identified(arg: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            cleanup = await enter(context)
+            try:
+                return await behavior(arg, context)
+            finally:
+                if cleanup is not None:
+                    cleanup()
+
+        return identified
+
+    def _wrap_asyncgen(self, behavior: Behavior, register: bool) -> Behavior:
+        enter = self._enter_stream if register else self._enter_call
+
+        async def identified(
+            arg: Any, context: aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            cleanup = await enter(context)
+            try:
+                async for response in behavior(arg, context):
+                    yield response
+            finally:
+                if cleanup is not None:
+                    cleanup()
+
+        return identified
+
+    async def _enter_call(self, context: aio.ServicerContext[Any, Any]) -> Cleanup | None:
+        claimed = _claim.get()
+        if claimed is not None:
+            try:
+                if claimed is _REPEATED:
+                    raise _Rejected(f"{GORUMS_ADDR_KEY} sent more than once")
+                bind_peer(self._registrar.identify(context.peer(), claimed))
+            except Exception as exc:
+                await _abort(context, exc)
+        return None
+
+    async def _enter_stream(self, context: aio.ServicerContext[Any, Any]) -> Cleanup | None:
+        try:
+            cleanup = self._registrar.handle_stream(context)
+            bind_peer(self._registrar.peer(context))
+        except Exception as exc:
+            await _abort(context, exc)
+        return cleanup
+
+
+class _Rejected(Exception):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def _abort(context: aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    """Abort with the status an identification error names, else re-raise."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, grpc.StatusCode):
+        await context.abort(code, str(exc))
+    raise exc
+
+
+def _find_claim(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
+    claimed: str | None = None
+    for key, value in metadata or ():
+        if key == GORUMS_ADDR_KEY:
+            claimed = _REPEATED if claimed is not None else str(value)
+    return claimed
+
+
+_FACTORIES: Final[dict[str, Callable[..., Handler]]] = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _behavior(handler: Handler) -> tuple[str, Behavior | None]:
+    for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+        behavior = getattr(handler, kind)
+        if behavior is not None:
+            return kind, behavior
+    return "unary_unary", None

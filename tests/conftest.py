@@ -1,0 +1,82 @@
+"""Shared fixtures: span capture, context stand-ins and real loopback servers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from grpc import aio
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+@dataclass
+class Spans:
+    """A tracer provider whose finished spans can be read back."""
+
+    provider: TracerProvider
+    exporter: InMemorySpanExporter
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [span for span in self.exporter.get_finished_spans() if span.name == name]
+
+    def names(self) -> list[str]:
+        return [span.name for span in self.exporter.get_finished_spans()]
+
+
+@pytest.fixture
+def spans() -> Iterator[Spans]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield Spans(provider, exporter)
+    provider.shutdown()
+
+
+@dataclass
+class FakeContext:
+    """A stand-in for a ServicerContext: only peer() and invocation_metadata()."""
+
+    peer_string: str
+    metadata: Sequence[tuple[str, str]] = field(default_factory=tuple)
+
+    def peer(self) -> str:
+        return self.peer_string
+
+    def invocation_metadata(self) -> Sequence[tuple[str, str]]:
+        return tuple(self.metadata)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+@dataclass
+class Listener:
+    """A bound address of a test server: what to dial and what the dialer's IP is."""
+
+    family: str
+    target: str
+    client_ip: str
+
+
+@pytest.fixture
+def unix_dir() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="gorums-") as directory:
+        yield directory
+
+
+def bind(server: aio.Server, family: str, unix_dir: str) -> Listener:
+    """Bind ``server`` on loopback for ``family`` (ipv4, ipv6 or unix)."""
+    if family == "ipv4":
+        port = server.add_insecure_port("127.0.0.1:0")
+        return Listener(family, f"127.0.0.1:{port}", "127.0.0.1")
+    if family == "ipv6":
+        port = server.add_insecure_port("[::1]:0")
+        return Listener(family, f"[::1]:{port}", "[::1]")
+    path = os.path.join(unix_dir, "server.sock")
+    server.add_insecure_port(f"unix:{path}")
+    return Listener(family, f"unix:{path}", "127.0.0.1")

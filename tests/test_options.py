@@ -1,0 +1,109 @@
+"""Node options: with_nodes, with_node_list and their validation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gorums_mw import (
+    ConfigurationError,
+    InboundManager,
+    InboundNodeOption,
+    NodeListOption,
+    normalize_addr,
+    with_node_list,
+    with_nodes,
+)
+
+
+def test_inbound_node_option() -> None:
+    option = with_nodes({3: "localhost:9003", 1: "127.0.0.1:9001", 2: "[::1]:9002"})
+    assert isinstance(option, InboundNodeOption) and isinstance(option, NodeListOption)
+    assert list(option.nodes.items()) == [
+        (1, "127.0.0.1:9001"),
+        (2, "[::1]:9002"),
+        (3, "127.0.0.1:9003"),
+    ]
+    manager = InboundManager(1, option)
+    assert manager.lookup_node_id("localhost:9002") is None  # localhost resolves to IPv4
+    assert manager.lookup_node_id("[0:0::1]:9002") == 2
+    listed = with_node_list(["127.0.0.1:9001", "[::1]:9002"])
+    assert not isinstance(listed, InboundNodeOption)
+    assert dict(listed.nodes) == {1: "127.0.0.1:9001", 2: "[::1]:9002"}
+
+
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        ({0: "127.0.0.1:1"}, "reserved for external clients"),
+        ({-1: "127.0.0.1:1"}, "outside 1..4294967295"),
+        ({2**32: "127.0.0.1:1"}, "outside 1..4294967295"),
+        ({True: "127.0.0.1:1"}, "must be an int"),
+        ({"1": "127.0.0.1:1"}, "must be an int"),
+        ({1: "127.0.0.1"}, "not host:port"),
+        ({1: "127.0.0.1:0"}, "port must be 1..65535"),
+        ({1: "127.0.0.1:65536"}, "port must be 1..65535"),
+        ({1: "::1:80"}, "in brackets"),
+        ({1: 9001}, "must be a str"),
+        ({1: "no-such-host.invalid:1"}, "cannot resolve"),
+        ({1: "127.0.0.1:1", 2: "localhost:1"}, "already node 1"),
+        ({}, "at least one node"),
+    ],
+)
+def test_inbound_node_option_validation(nodes: dict[object, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        with_nodes(nodes)  # type: ignore[arg-type]
+
+
+def test_node_list_validation() -> None:
+    with pytest.raises(ConfigurationError, match="already node 1"):
+        with_node_list(["127.0.0.1:1", "127.0.0.1:1"])
+    with pytest.raises(ConfigurationError, match="not one string"):
+        with_node_list("127.0.0.1:1")
+    with pytest.raises(ConfigurationError, match="at least one"):
+        with_node_list([])
+
+
+@pytest.mark.parametrize(
+    ("addr", "normalized"),
+    [
+        ("localhost:9001", "127.0.0.1:9001"),
+        ("127.0.0.1:9001", "127.0.0.1:9001"),
+        ("[::1]:9001", "[::1]:9001"),
+        ("[0:0:0:0:0:0:0:1]:9001", "[::1]:9001"),
+        ("[::FFFF:127.0.0.1]:9001", "127.0.0.1:9001"),
+        ("[FE80::1]:1", "[fe80::1]:1"),
+    ],
+)
+def test_normalize_addr(addr: str, normalized: str) -> None:
+    assert normalize_addr(addr) == normalized
+
+
+def test_with_node_list_for_inbound_manager_is_a_mypy_error(tmp_path: Path) -> None:
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(
+        textwrap.dedent(
+            """
+            from gorums_mw import InboundManager, with_node_list, with_nodes
+
+            InboundManager(1, with_nodes({1: "127.0.0.1:1"}))
+            InboundManager(1, with_node_list(["127.0.0.1:1"]))
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(snippet)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1, result.stdout
+    assert "snippet.py:5:" in errors[0]
+    assert '"NodeListOption"' in errors[0] and '"InboundNodeOption"' in errors[0]
