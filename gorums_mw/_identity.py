@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
 from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError
@@ -21,13 +21,20 @@ GORUMS_ADDR_KEY = "gorums-addr"
 """The metadata key carrying the caller's claimed listening address."""
 
 
-class _CallContext(Protocol):
-    def peer(self) -> str: ...
+@runtime_checkable
+class CallContext(Protocol):
+    """What identification reads from a call: grpc's peer string and metadata."""
 
-    def invocation_metadata(self) -> Iterable[tuple[str, str | bytes]] | None: ...
+    def peer(self) -> str:
+        """grpc's peer string for the connection."""
+        ...
+
+    def invocation_metadata(self) -> Iterable[tuple[str, str | bytes]] | None:
+        """The call's metadata."""
+        ...
 
 
-def identify_peer(context: _CallContext) -> str:
+def identify_peer(context: CallContext) -> str:
     """Return the caller's validated claimed address.
 
     Args:

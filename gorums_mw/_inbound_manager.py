@@ -21,7 +21,7 @@ from opentelemetry.util.types import AttributeValue
 from gorums_mw import _tracing as t
 from gorums_mw._configuration import Configuration
 from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError
-from gorums_mw._identity import claimed_address, normalize_addr, validate_claim
+from gorums_mw._identity import CallContext, claimed_address, normalize_addr, validate_claim
 from gorums_mw._node import Channel, Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
 from gorums_mw._stream._endpoint import DEFAULT_SEND_BUFFER, StreamEndpoint, message_ids
@@ -207,11 +207,11 @@ class InboundManager:
         if link is not None:
             return link.peer
         bound = current_peer()
-        if bound.real_address:
+        if bound.real_address or not isinstance(context, CallContext):
             return bound
         return self._identify_context(context)
 
-    def handle_stream(self, context: object, stream: Channel | None = None) -> Cleanup | None:
+    def handle_stream(self, context: CallContext, stream: Channel | None = None) -> Cleanup | None:
         """Identify a stream's caller and register it as a connected peer.
 
         The single entry point for a new inbound stream: identify → lookup →
@@ -347,7 +347,8 @@ class InboundManager:
     ) -> Configuration:
         """Wait until ``cond(inbound_config())`` holds; return that configuration.
 
-        Woken by changes, never polls.
+        ``cond`` is checked again at every change of membership and whenever
+        a node switches streams (a reconnect or a tiebreak); never polls.
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
@@ -370,14 +371,21 @@ class InboundManager:
                             self._waiters.remove(entry)
 
     def _update(self, node_id: int) -> bool:
-        """Attach node ``node_id`` to its preferred stream; True if membership changed."""
+        """Attach node ``node_id`` to its preferred stream; True if membership changed.
+
+        A change of stream alone wakes ``wait_for_config`` waiters too.
+        """
         inbound = self._inbound.get(node_id)
         outbound = self._outbound.get(node_id)
         if inbound is not None and outbound is not None:
             chosen: _Link | None = outbound if self._my_id < node_id else inbound
         else:
             chosen = inbound or outbound
-        self._nodes[node_id].attach(chosen.stream if chosen is not None else None)
+        node = self._nodes[node_id]
+        stream = chosen.stream if chosen is not None else None
+        if node.channel is not stream:
+            node.attach(stream)
+            self._wake_waiters()
         index = bisect.bisect_left(self._connected, node_id)
         present = index < len(self._connected) and self._connected[index] == node_id
         if chosen is not None and not present:
@@ -388,13 +396,16 @@ class InboundManager:
             return True
         return False
 
-    def _changed(self) -> None:
-        """Publish a membership change; called with the lock held."""
-        self._snapshot = None
+    def _wake_waiters(self) -> None:
         if self._waiters:
             for loop, waiter in self._waiters:
                 loop.call_soon_threadsafe(_wake, waiter)
             self._waiters.clear()
+
+    def _changed(self) -> None:
+        """Publish a membership change; called with the lock held."""
+        self._snapshot = None
+        self._wake_waiters()
         if self._on_change is not None:
             self._on_change(self.inbound_config())
 
@@ -454,7 +465,7 @@ class InboundManager:
             ids=self._message_ids,
         )
 
-    def _identify_context(self, context: object) -> Peer:
+    def _identify_context(self, context: CallContext) -> Peer:
         metadata = context.invocation_metadata() or ()
         peer_string: str = context.peer()
         claimed = claimed_address(metadata)

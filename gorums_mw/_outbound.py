@@ -141,7 +141,7 @@ class OutboundManager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         channels, self._channels = self._channels, []
-        await asyncio.gather(*(channel.close() for channel in channels))
+        await asyncio.gather(*(channel.close(None) for channel in channels))
 
     async def wait_connected(self, count: int | None = None, timeout: float | None = None) -> None:
         """Wait until ``count`` nodes (default all) have a stream up.
@@ -178,7 +178,7 @@ class OutboundManager:
             if self._gate is not None:
                 await self._gate(node.id)
             started = time.monotonic()
-            await self._run_stream(node, open_stream(metadata=self._metadata, wait_for_ready=True))
+            await self._run_stream(node, open_stream(None, metadata=self._metadata, wait_for_ready=True))
             attempt = 0 if time.monotonic() - started > _STABLE_SECONDS else attempt + 1
             await asyncio.sleep(self._backoff.delay(attempt))
 

@@ -92,6 +92,11 @@ class StreamEndpoint:
         return f"<StreamEndpoint peer={self.peer.id} {state} in_flight={len(self._pending)}>"
 
     @property
+    def accepted(self) -> bool:
+        """Whether this end accepted the stream (False: this end dialed it)."""
+        return self._reply_bit != 0
+
+    @property
     def closed(self) -> bool:
         """Whether the stream has ended."""
         return self._closed

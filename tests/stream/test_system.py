@@ -1,0 +1,230 @@
+"""Symmetric replicas over real loopback servers: config, tiebreak, calls."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import grpc
+import pytest
+
+from gorums_mw import CallError, QuorumCallError, System, current_peer
+from gorums_mw._stream._endpoint import StreamEndpoint
+from gorums_mw.testing import LocalReplicas
+from tests import echo_pb2, echo_pb2_grpc
+from tests.conftest import Spans
+
+SAY = "echo.Echo.Say"
+Request = echo_pb2.EchoRequest
+Reply = echo_pb2.EchoReply
+
+
+class Echo(echo_pb2_grpc.EchoServicer):
+    """Say answers with who answered, who asked, and over which stream.
+
+    ``number`` < 0 blocks until ``release`` is set; ``number`` == 13 raises.
+    """
+
+    def __init__(self, node_id: int) -> None:
+        self.node_id = node_id
+        self.release = asyncio.Event()
+        self.blocked = asyncio.Event()
+        self.received: list[str] = []
+        self.delivered = asyncio.Event()
+
+    async def Say(self, request: Any, context: Any) -> Reply:
+        self.received.append(request.text)
+        self.delivered.set()
+        if request.number < 0:
+            self.blocked.set()
+            await self.release.wait()
+        if request.number == 13:
+            raise ValueError("unlucky")
+        # The peer string says which stream served us: the dialed address for a
+        # stream this node opened, grpc's "ipv4:..." for one it accepted.
+        return Reply(text=context.peer(), number=current_peer().id, node_id=self.node_id)
+
+
+def setup_echo(servicers: dict[int, Echo]) -> Any:
+    def setup(system: System) -> None:
+        servicer = servicers[system.id] = Echo(system.id)
+        system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, servicer)
+
+    return setup
+
+
+def settled(system: System) -> bool:
+    """Every peer is reached over the stream the lower ID of the pair dialed."""
+    for node in system.config():
+        if node.id == system.id:
+            continue
+        stream = node.channel
+        if not isinstance(stream, StreamEndpoint) or stream.accepted != (node.id < system.id):
+            return False
+    return True
+
+
+async def assert_one_stream_per_pair(replicas: LocalReplicas) -> None:
+    """Both sides of every pair use the stream the lower ID dialed."""
+    for system in replicas:
+        await system.wait_for_config(lambda _, s=system: settled(s), timeout=10)  # type: ignore[misc]
+    for low in replicas:
+        for high in replicas:
+            if low.id >= high.id:
+                continue
+            # Calls low → high arrive at high over a stream high accepted.
+            reply = await low.config().node(high.id).rpc(SAY, Request(), Reply, timeout=5)
+            assert reply.node_id == high.id and reply.number == low.id
+            assert reply.text.startswith(("ipv4:", "ipv6:")), (low.id, high.id, reply.text)
+            # Calls high → low arrive at low over the stream low dialed.
+            reply = await high.config().node(low.id).rpc(SAY, Request(), Reply, timeout=5)
+            assert reply.node_id == low.id and reply.number == high.id
+            assert reply.text == high.address, (low.id, high.id, reply.text)
+            # And the stream high dialed to low is gone on both sides.
+            assert low.id not in high.manager._outbound
+            inbound_at_low = low.manager._inbound.get(high.id)
+            if inbound_at_low is not None:
+                assert isinstance(inbound_at_low.stream, StreamEndpoint)
+                await asyncio.wait_for(inbound_at_low.stream.wait_closed(), 5)
+
+
+@pytest.mark.parametrize("size", [3, 5])
+async def test_replicas_started_together_reach_full_config(size: int) -> None:
+    servicers: dict[int, Echo] = {}
+    async with LocalReplicas(size, setup_echo(servicers)) as replicas:
+        await replicas.wait_full()
+        for system in replicas:
+            assert system.config().ids == tuple(range(1, size + 1))
+        await assert_one_stream_per_pair(replicas)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_replicas_started_in_random_order(seed: int) -> None:
+    rng = random.Random(seed)
+    order = list(range(1, 6))
+    rng.shuffle(order)
+    servicers: dict[int, Echo] = {}
+    replicas = LocalReplicas(5, setup_echo(servicers))
+    try:
+        for node_id in order:
+            await replicas.start([node_id])
+            await asyncio.sleep(rng.random() * 0.05)  # stagger starts, not synchronization
+        await replicas.wait_full()
+        await assert_one_stream_per_pair(replicas)
+    finally:
+        await replicas.close()
+
+
+async def test_quorum_call_from_every_replica() -> None:
+    servicers: dict[int, Echo] = {}
+    async with LocalReplicas(3, setup_echo(servicers)) as replicas:
+        await replicas.wait_full()
+        for system in replicas:
+            replies = await system.config().quorum_call(SAY, Request(text="q"), Reply, timeout=5)
+            assert len(replies) >= 2
+            assert all(reply.node_id == node_id for node_id, reply in replies.items())
+            everyone = await system.config().quorum_call(SAY, Request(), Reply, quorum=3, timeout=5)
+            assert sorted(everyone) == [1, 2, 3]
+            # A call to itself is dispatched in process.
+            assert everyone[system.id].text == "local"
+
+
+async def test_multicast_and_replies_iterator() -> None:
+    servicers: dict[int, Echo] = {}
+    async with LocalReplicas(3, setup_echo(servicers)) as replicas:
+        await replicas.wait_full()
+        sent = await replicas[1].config().multicast(SAY, Request(text="hello all"))
+        assert sent == (1, 2, 3)
+        for servicer in servicers.values():
+            await asyncio.wait_for(servicer.delivered.wait(), 5)
+            assert servicer.received == ["hello all"]
+        seen = []
+        async for answer in replicas[2].config().replies(SAY, Request(), Reply, timeout=5):
+            assert answer.error is None and answer.value is not None
+            seen.append(answer.node_id)
+            if len(seen) == 2:
+                break  # early exit abandons the rest
+        assert len(seen) == 2
+
+
+async def test_handler_error_and_unknown_method_keep_stream_up() -> None:
+    servicers: dict[int, Echo] = {}
+    async with LocalReplicas(2, setup_echo(servicers)) as replicas:
+        await replicas.wait_full()
+        node = replicas[1].config().node(2)
+        with pytest.raises(CallError) as info:
+            await node.rpc(SAY, Request(number=13), Reply, timeout=5)
+        assert info.value.code == grpc.StatusCode.UNKNOWN and "unlucky" in info.value.details
+        with pytest.raises(CallError) as info:
+            await node.rpc("echo.Echo.Nope", Request(), Reply, timeout=5)
+        assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
+        reply = await node.rpc(SAY, Request(), Reply, timeout=5)
+        assert reply.node_id == 2
+        assert replicas[1].config().ids == (1, 2)
+
+
+async def test_quorum_call_reports_each_failure() -> None:
+    servicers: dict[int, Echo] = {}
+    async with LocalReplicas(3, setup_echo(servicers)) as replicas:
+        await replicas.wait_full()
+        with pytest.raises(QuorumCallError) as info:
+            await replicas[1].config().quorum_call(SAY, Request(number=13), Reply, timeout=5)
+        assert sorted(info.value.errors) == [1, 2] or len(info.value.errors) >= 2
+        assert all(e.code == grpc.StatusCode.UNKNOWN for e in info.value.errors.values())
+        with pytest.raises(ValueError):
+            await replicas[1].config().quorum_call(SAY, Request(), Reply, quorum=4)
+
+
+async def test_peer_killed_mid_call() -> None:
+    servicers: dict[int, Echo] = {}
+    async with LocalReplicas(3, setup_echo(servicers)) as replicas:
+        await replicas.wait_full()
+        config = replicas[1].config()
+        slow = asyncio.create_task(config.node(3).rpc(SAY, Request(number=-1), Reply, timeout=10))
+        await asyncio.wait_for(servicers[3].blocked.wait(), 5)
+        await replicas.stop(3)
+        with pytest.raises(CallError) as info:
+            await asyncio.wait_for(slow, 5)
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE
+        # A quorum (2 of 3) remains, so the quorum call on the old configuration succeeds.
+        replies = await config.quorum_call(SAY, Request(), Reply, timeout=5)
+        assert sorted(replies) == [1, 2]
+        await replicas[1].wait_for_config(lambda c: c.ids == (1, 2), timeout=10)
+        await replicas.start([3])
+        await replicas.wait_full()
+        replies = await config.quorum_call(SAY, Request(), Reply, quorum=3, timeout=5)
+        assert sorted(replies) == [1, 2, 3]  # the old snapshot's node 3 works again
+
+
+async def test_trace_spans_caller_and_callee(spans: Spans) -> None:
+    servicers: dict[int, Echo] = {}
+    tracer = spans.provider.get_tracer("test")
+
+    class Traced(Echo):
+        async def Say(self, request: Any, context: Any) -> Reply:
+            with tracer.start_as_current_span("handler"):
+                return await super().Say(request, context)
+
+    def setup(system: System) -> None:
+        servicer = servicers[system.id] = Traced(system.id)
+        system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, servicer)
+
+    async with LocalReplicas(2, setup, tracer_provider=spans.provider) as replicas:
+        await replicas.wait_full()
+        spans.exporter.clear()
+        with tracer.start_as_current_span("root") as root:
+            await replicas[2].config().quorum_call(SAY, Request(), Reply, quorum=2, timeout=5)
+        trace_id = root.get_span_context().trace_id
+        quorum = spans.named("gorums.quorum_call")[0]
+        assert quorum.context.trace_id == trace_id
+        assert quorum.attributes["gorums.method"] == SAY
+        assert quorum.attributes["gorums.quorum"] == 2
+        assert quorum.attributes["gorums.replies"] == 2
+        handlers = spans.named("handler")
+        assert len(handlers) == 2
+        assert all(h.context.trace_id == trace_id for h in handlers)
+        # Both handlers (node 1 over the stream, node 2 in process) continued
+        # the trace from the message metadata, as children of the call's span.
+        assert all(h.parent is not None and h.parent.is_remote for h in handlers)
+        assert {h.parent.span_id for h in handlers if h.parent} == {quorum.context.span_id}
