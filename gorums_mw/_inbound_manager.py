@@ -178,8 +178,8 @@ class InboundManager:
         """A fresh ID for a server-initiated message; never one a dialing peer uses."""
         return next(self._message_ids)
 
-    def identify(self, peer: str, claimed: str) -> Peer:
-        """Validate a ``gorums-addr`` claim against grpc's peer string.
+    def identify(self, context: CallContext, claimed: str) -> Peer:
+        """Validate a ``gorums-addr`` claim against the call's connection.
 
         Returns:
             The caller: a known node, or an external client (ID 0) whose
@@ -189,6 +189,7 @@ class InboundManager:
             InvalidAddressError: the claim is malformed.
             PeerAddressMismatchError: the claimed IP is not the connection's.
         """
+        peer = context.peer()
         try:
             address = validate_claim(peer, claimed)
         except (InvalidAddressError, PeerAddressMismatchError) as exc:
@@ -245,7 +246,7 @@ class InboundManager:
             if any(key == GORUMS_CLIENT_KEY for key, _ in metadata):
                 return self._register_client(peer_string, stream, context)
             return None
-        peer = self.identify(peer_string, claimed)
+        peer = self.identify(context, claimed)
         if peer.id == EXTERNAL_ID or peer.id == self._my_id:
             return None
         return self.register_peer(
@@ -353,13 +354,31 @@ class InboundManager:
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
         """
+        return await self._wait(self.inbound_config, cond, timeout)
+
+    async def wait_for_clients(
+        self, cond: Callable[[Configuration], bool], timeout: float | None = None
+    ) -> Configuration:
+        """Wait until ``cond(client_config())`` holds; return that configuration.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        return await self._wait(self.client_config, cond, timeout)
+
+    async def _wait(
+        self,
+        current: Callable[[], Configuration],
+        cond: Callable[[Configuration], bool],
+        timeout: float | None,
+    ) -> Configuration:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
             while True:
                 waiter = loop.create_future()
                 entry = (loop, waiter)
                 with self._lock:
-                    config = self.inbound_config()
+                    config = current()
                     if cond(config):
                         return config
                     self._waiters.append(entry)
@@ -431,6 +450,7 @@ class InboundManager:
                 return
             del self._clients[link.peer.id]
             self._record(t.SPAN_UNREGISTER, link.peer, t.DECISION_UNREGISTERED)
+            self._wake_waiters()
         _close(link.stream)
 
     def _remove_outbound(self, link: _Link) -> None:
@@ -454,6 +474,7 @@ class InboundManager:
             self._clients[peer.id] = node
             self._by_context[context] = link
             self._record(t.SPAN_REGISTER, peer, t.DECISION_REGISTERED)
+            self._wake_waiters()
         return link.cleanup
 
     def _endpoint(self, peer: Peer) -> StreamEndpoint:
@@ -471,7 +492,7 @@ class InboundManager:
         claimed = claimed_address(metadata)
         if claimed is None:
             return Peer(EXTERNAL_ID, "", peer_string)
-        return self.identify(peer_string, claimed)
+        return self.identify(context, claimed)
 
     def _record(self, name: str, peer: Peer, decision: str) -> None:
         span = self._tracer.start_decision(name)

@@ -178,7 +178,9 @@ class OutboundManager:
             if self._gate is not None:
                 await self._gate(node.id)
             started = time.monotonic()
-            await self._run_stream(node, open_stream(None, metadata=self._metadata, wait_for_ready=True))
+            await self._run_stream(
+                node, open_stream(None, metadata=self._metadata, wait_for_ready=True)
+            )
             attempt = 0 if time.monotonic() - started > _STABLE_SECONDS else attempt + 1
             await asyncio.sleep(self._backoff.delay(attempt))
 

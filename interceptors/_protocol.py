@@ -7,7 +7,7 @@ can be given to ``PeerIdentityInterceptor``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
@@ -25,16 +25,16 @@ class PeerRegistrar(Protocol):
     with that code and the exception's message.
     """
 
-    def identify(self, peer: str, claimed: str) -> Peer:
-        """Validate ``claimed`` (a ``gorums-addr`` value) against grpc's
-        peer string and return who the caller is."""
+    def identify(self, context: grpc.aio.ServicerContext[Any, Any], claimed: str) -> Peer:
+        """Validate ``claimed`` (a ``gorums-addr`` value) against the call's
+        connection and return who the caller is."""
         ...
 
     def peer(self, context: object) -> Peer:
         """The peer a call is from (after ``identify`` or ``handle_stream``)."""
         ...
 
-    def handle_stream(self, context: grpc.aio.ServicerContext[object, object]) -> Cleanup | None:
+    def handle_stream(self, context: grpc.aio.ServicerContext[Any, Any]) -> Cleanup | None:
         """Identify the caller of a stream and register it as a connected
         peer; return the cleanup to run when the stream ends, or None for a
         caller that is not a known node."""

@@ -135,7 +135,7 @@ class PeerIdentityInterceptor(_ServerInterceptor):
             try:
                 if claimed is _REPEATED:
                     raise _Rejected(f"{GORUMS_ADDR_KEY} sent more than once")
-                bind_peer(self._registrar.identify(context.peer(), claimed))
+                bind_peer(self._registrar.identify(context, claimed))
             except Exception as exc:
                 await _abort(context, exc)
         return None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # before grpc is imported: no transport chatter
+
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
