@@ -11,6 +11,7 @@ from interceptors._address import normalize_addr
 from interceptors._server import GORUMS_ADDR_KEY
 
 _Details = aio.ClientCallDetails
+_Requests = AsyncIterable[Any] | Iterable[Any]
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc's runtime classes are not
     _UnaryUnaryBase = aio.UnaryUnaryClientInterceptor[Any, Any]
@@ -36,50 +37,39 @@ def _with_addr(details: _Details, addr: str) -> _Details:
     )
 
 
-class _UnaryUnary(_UnaryUnaryBase):
+class _AddsAddress:
+    """Holds the address one per-kind interceptor adds to each call."""
+
     def __init__(self, addr: str) -> None:
         self._addr = addr
 
+
+class _UnaryUnary(_AddsAddress, _UnaryUnaryBase):
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: _Details, request: Any
     ) -> Any:
         return await continuation(_with_addr(client_call_details, self._addr), request)
 
 
-class _UnaryStream(_UnaryStreamBase):
-    def __init__(self, addr: str) -> None:
-        self._addr = addr
-
+class _UnaryStream(_AddsAddress, _UnaryStreamBase):
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: _Details, request: Any
     ) -> Any:
         return await continuation(_with_addr(client_call_details, self._addr), request)
 
 
-class _StreamUnary(_StreamUnaryBase):
-    def __init__(self, addr: str) -> None:
-        self._addr = addr
-
+class _StreamUnary(_AddsAddress, _StreamUnaryBase):
     async def intercept_stream_unary(
-        self,
-        continuation: Callable[..., Any],
-        client_call_details: _Details,
-        request_iterator: AsyncIterable[Any] | Iterable[Any],
+        self, continuation: Callable[..., Any], client_call_details: _Details, requests: _Requests
     ) -> Any:
-        return await continuation(_with_addr(client_call_details, self._addr), request_iterator)
+        return await continuation(_with_addr(client_call_details, self._addr), requests)
 
 
-class _StreamStream(_StreamStreamBase):
-    def __init__(self, addr: str) -> None:
-        self._addr = addr
-
+class _StreamStream(_AddsAddress, _StreamStreamBase):
     async def intercept_stream_stream(
-        self,
-        continuation: Callable[..., Any],
-        client_call_details: _Details,
-        request_iterator: AsyncIterable[Any] | Iterable[Any],
+        self, continuation: Callable[..., Any], client_call_details: _Details, requests: _Requests
     ) -> Any:
-        return await continuation(_with_addr(client_call_details, self._addr), request_iterator)
+        return await continuation(_with_addr(client_call_details, self._addr), requests)
 
 
 class ClientIdentityInterceptor(Sequence[Any]):  # grpc-stubs has no interceptor base type
