@@ -9,6 +9,7 @@ from gorums_mw._errors import (
     PeerAddressMismatchError,
     QuorumCallError,
 )
+from gorums_mw._health import add_quorum_health
 from gorums_mw._identity import GORUMS_ADDR_KEY, identify_peer, normalize_addr
 from gorums_mw._inbound_manager import GORUMS_CLIENT_KEY, InboundManager
 from gorums_mw._node import Node
@@ -44,6 +45,7 @@ __all__ = [
     "System",
     "__version__",
     "add_node_stream_service",
+    "add_quorum_health",
     "current_peer",
     "identify_peer",
     "normalize_addr",

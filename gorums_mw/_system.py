@@ -208,8 +208,10 @@ class System:
 
     async def _wait_while_inbound(self, node_id: int) -> None:
         """A higher-ID replica does not dial a lower one whose stream it already uses."""
-        while node_id < self.id:
-            inbound = self.manager.inbound_stream(node_id)
-            if not isinstance(inbound, StreamEndpoint):
-                return
-            await inbound.wait_closed()
+        if node_id > self.id:
+            return
+        inbound = self.manager.inbound_stream(node_id)
+        if inbound is not None:
+            await self.manager.wait_for_config(
+                lambda _: self.manager.inbound_stream(node_id) is not inbound
+            )

@@ -228,3 +228,21 @@ async def test_trace_spans_caller_and_callee(spans: Spans) -> None:
         # the trace from the message metadata, as children of the call's span.
         assert all(h.parent is not None and h.parent.is_remote for h in handlers)
         assert {h.parent.span_id for h in handlers if h.parent} == {quorum.context.span_id}
+
+
+async def test_higher_replica_survives_its_inbound_stream_closing() -> None:
+    """Closing the stream a lower ID dialed must not wedge the higher replica's dialer."""
+    servicers: dict[int, Echo] = {}
+    async with LocalReplicas(2, setup_echo(servicers)) as replicas:
+        await replicas.wait_full()
+        await replicas[2].wait_for_config(lambda _: settled(replicas[2]), timeout=10)
+        inbound = replicas[2].manager.inbound_stream(1)
+        assert isinstance(inbound, StreamEndpoint)
+        inbound.close()
+        # The pair reconnects (over a new stream) and calls work both ways.
+        await replicas[2].wait_for_config(
+            lambda c: replicas[2].manager.inbound_stream(1) not in (None, inbound), timeout=10
+        )
+        await replicas.wait_full()
+        reply = await replicas[2].config().node(1).rpc(SAY, Request(), Reply, timeout=5)
+        assert reply.node_id == 1

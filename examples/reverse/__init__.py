@@ -1,0 +1,1 @@
+"""A server calling back to clients that cannot accept connections."""

@@ -1,0 +1,1 @@
+"""The replicated register example: ``python -m examples.storage``."""

@@ -1,0 +1,217 @@
+"""A replicated register in the style of ABD, on symmetric gorums-mw replicas.
+
+Run it::
+
+    python -m examples.storage                 # 3 replicas here, a workload, a restart
+    python -m examples.storage --replicas 5 --ops 1000
+
+    # one replica per process (three terminals, or three machines):
+    python -m examples.storage --id 1 --nodes 1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003
+    python -m examples.storage --id 2 --nodes 1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003
+    python -m examples.storage --id 3 --nodes 1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003
+    # and the workload against them, from a fourth:
+    python -m examples.storage --nodes 1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003
+
+The exit code is 0 when every operation succeeded and every read returned
+the latest completed write, 1 otherwise, and 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # before grpc loads: no transport chatter
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Sequence
+
+from examples import storage_pb2_grpc
+from examples.storage.replica import StorageReplica, Store
+from examples.storage.workload import Console, Summary, Workload
+from gorums_mw import Configuration, InboundNodeOption, System, add_quorum_health, with_nodes
+from gorums_mw.testing import free_ports
+
+INTERRUPTED = 130
+
+
+def parse_nodes(text: str) -> InboundNodeOption:
+    """``1=host:port,2=host:port`` as ``with_nodes({1: "host:port", 2: "host:port"})``."""
+    nodes: dict[int, str] = {}
+    for item in text.split(","):
+        node_id, sep, address = item.partition("=")
+        if not sep or not node_id.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected ID=HOST:PORT, got {item!r}")
+        nodes[int(node_id)] = address.strip()
+    try:
+        return with_nodes(nodes)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def replica(
+    node_id: int, nodes: InboundNodeOption, store: Store, console: Console
+) -> StorageReplica:
+    """Replica ``node_id`` (``.system``) with quorum health; it reports its configuration."""
+
+    def show(config: Configuration) -> None:
+        console.say(f"replica {node_id}: configuration {list(config.ids)}")
+
+    system = System(node_id, nodes, on_config_change=show)
+    servicer = StorageReplica(system, store)
+    system.add_servicer(storage_pb2_grpc.add_StorageServicer_to_server, servicer)
+    add_quorum_health(system)
+    return servicer
+
+
+async def wait_full(systems: Sequence[System], timeout: float = 10.0) -> None:
+    """Wait until every one of ``systems`` has all of them in its configuration."""
+    wanted = tuple(sorted(system.id for system in systems))
+    await asyncio.gather(
+        *(system.wait_for_config(lambda c: c.ids == wanted, timeout) for system in systems)
+    )
+
+
+def verdict(summary: Summary, console: Console, notes: Sequence[str] = ()) -> int:
+    """Print the summary and ``notes``; return the exit code."""
+    console.progress("")
+    for line in (*summary.report(), *notes):
+        console.say(line)
+    if summary.wrong or summary.failed:
+        console.say("FAILED: see above")
+        return 1
+    console.say("OK: every operation succeeded and every read returned the latest write")
+    return 0
+
+
+async def demo(size: int, ops: int, console: Console) -> int:
+    """``size`` replicas in this process; a workload during which the last one restarts."""
+    nodes = with_nodes({i + 1: f"127.0.0.1:{port}" for i, port in enumerate(free_ports(size))})
+    listing = " ".join(f"{node_id}={address}" for node_id, address in nodes.nodes.items())
+    console.say(f"storage: {size} replicas on loopback: {listing}")
+    stores = {node_id: Store() for node_id in nodes.nodes}
+    systems: dict[int, System] = {}
+    servicers: list[StorageReplica] = []
+    victim = size
+    workload = Workload(list(nodes.nodes.values()))
+
+    async def start(node_id: int) -> None:
+        servicers.append(replica(node_id, nodes, stores[node_id], console))
+        systems[node_id] = servicers[-1].system
+        await systems[node_id].start()
+
+    async def script(done: int) -> None:
+        if done == ops // 3:
+            console.say(f"stopping replica {victim} after {done} operations")
+            await systems.pop(victim).stop(None)
+        elif done == 2 * ops // 3:
+            console.say(f"restarting replica {victim} after {done} operations")
+            await start(victim)
+
+    try:
+        for node_id in nodes.nodes:
+            await start(node_id)
+        await wait_full(list(systems.values()))
+        console.say(f"all {size} replicas connected; running {ops} operations")
+        summary = await workload.run(ops, console, script)
+        await wait_full(list(systems.values()))
+        console.say(
+            f"replica {victim} is back in every configuration; reading every key through it"
+        )
+        await workload.read_all(via=victim - 1)
+        repairs = sum(servicer.write_backs for servicer in servicers)
+        note = f"read repairs: {repairs} (reads that found replicas disagreeing wrote back)"
+        return verdict(summary, console, [note])
+    finally:
+        console.close()
+        await workload.close()
+        # Highest ID first: then no running replica sees a lower one leave, the
+        # case where System._wait_while_inbound can spin (reported upstream).
+        for node_id in sorted(systems, reverse=True):
+            await systems[node_id].stop(None)
+
+
+async def serve(node_id: int, nodes: InboundNodeOption, console: Console) -> int:
+    """Run replica ``node_id`` until interrupted."""
+    system = replica(node_id, nodes, Store(), console).system
+    async with system:
+        console.say(
+            f"replica {node_id} listening on {system.address}; "
+            f"health SERVING while {len(nodes.nodes) // 2 + 1} of {len(nodes.nodes)} replicas "
+            "are connected; Ctrl-C stops it"
+        )
+        await asyncio.Event().wait()  # until Ctrl-C cancels this task
+    return 0
+
+
+async def client(addresses: list[str], ops: int, console: Console) -> int:
+    """Run the workload against replicas running elsewhere."""
+    workload = Workload(addresses)
+    try:
+        return verdict(await workload.run(ops, console), console)
+    finally:
+        console.close()
+        await workload.close()
+
+
+async def until_signal(work: Awaitable[int]) -> int:
+    """Run ``work``; on SIGINT or SIGTERM cancel it (its cleanup runs) and return 130."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, interrupt)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if interrupted:
+            return INTERRUPTED
+        raise
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the flags and run the demo, one replica, or the workload; return the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.storage",
+        description="A replicated register (ABD) on symmetric gorums-mw replicas.",
+    )
+    parser.add_argument("--id", type=int, help="run this replica of --nodes until Ctrl-C")
+    parser.add_argument(
+        "--nodes",
+        type=parse_nodes,
+        help="ID=HOST:PORT,... of every replica; without --id, run the workload against them",
+    )
+    parser.add_argument("--replicas", type=int, default=3, help="replicas of the demo (>= 3)")
+    parser.add_argument("--ops", type=int, default=300, help="operations of the workload")
+    args = parser.parse_args(argv)
+    console = Console()
+    if args.id is not None:
+        if args.nodes is None or args.id not in args.nodes.nodes:
+            parser.error("--id needs --nodes that include it")
+        work = serve(args.id, args.nodes, console)
+    elif args.nodes is not None:
+        work = client(list(args.nodes.nodes.values()), args.ops, console)
+    else:
+        if args.replicas < 3 or args.ops < 3:
+            parser.error("the demo needs --replicas >= 3 (a quorum outlives a stop) and --ops >= 3")
+        work = demo(args.replicas, args.ops, console)
+    code = asyncio.run(until_signal(work))
+    if code == INTERRUPTED:
+        print("interrupted: stopped cleanly", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

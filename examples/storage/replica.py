@@ -1,0 +1,138 @@
+"""One replica of the register: its store, and the quorum operations it coordinates.
+
+``Read`` and ``Write`` act on this replica's store; replicas call them on a
+quorum of each other. ``ReadQuorum`` and ``WriteQuorum`` are what clients
+call: the replica that receives one runs the ABD protocol as nested quorum
+calls over its live configuration (``system.config()``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from grpc import aio
+
+from examples import storage_pb2, storage_pb2_grpc
+from gorums_mw import Configuration, QuorumCallError, System
+
+READ = "storage.Storage.Read"
+WRITE = "storage.Storage.Write"
+
+Value = storage_pb2.Value
+ReadRequest = storage_pb2.ReadRequest
+WriteRequest = storage_pb2.WriteRequest
+WriteReply = storage_pb2.WriteReply
+
+R = TypeVar("R", bound=Message)
+Context = aio.ServicerContext[Any, Any]
+"""A grpc.aio servicer context, or gorums-mw's stand-in for calls over NodeStream."""
+
+
+def stamp(value: Value) -> tuple[int, int]:
+    """The order of values: by timestamp, then by the writer that chose it."""
+    return (value.timestamp, value.writer)
+
+
+class Store:
+    """One replica's copy of every key.
+
+    It outlives a ``System``: the in-process demo restarts a replica with
+    the same store, as a restarted process would find its data on disk.
+    """
+
+    def __init__(self) -> None:
+        """Create an empty store (every key unwritten, timestamp 0)."""
+        self._values: dict[str, Value] = {}
+
+    def get(self, key: str) -> Value:
+        """This replica's copy of ``key``."""
+        return self._values.get(key) or Value(key=key)
+
+    def put(self, value: Value) -> bool:
+        """Keep ``value`` if it is newer than the copy held; return whether it was."""
+        if stamp(value) <= stamp(self.get(value.key)):
+            return False
+        self._values[value.key] = value
+        return True
+
+
+class StorageReplica(storage_pb2_grpc.StorageServicer):
+    """The ``storage.Storage`` servicer of one replica.
+
+    Quorums are a majority of all configured replicas (not of those
+    connected), so any two quorums share a replica; with fewer replicas
+    connected, the client operations fail with ``UNAVAILABLE``.
+    """
+
+    def __init__(self, system: System, store: Store, *, timeout: float = 2.0) -> None:
+        """Serve ``store`` as replica ``system.id``.
+
+        Args:
+            system: this replica, whose live configuration the quorum calls use.
+            store: this replica's data.
+            timeout: seconds each quorum call may take.
+        """
+        self.system = system
+        self.store = store
+        self.timeout = timeout
+        self.quorum = len(system.manager.known_nodes) // 2 + 1
+        self.write_backs = 0
+        """Reads that found replicas disagreeing and wrote the newest value back."""
+
+    async def Read(self, request: ReadRequest, context: Context) -> Value:
+        """This replica's copy of ``request.key``."""
+        return self.store.get(request.key)
+
+    async def Write(self, request: Value, context: Context) -> WriteReply:
+        """Store ``request`` if it is newer than this replica's copy."""
+        return WriteReply(stored=self.store.put(request))
+
+    async def ReadQuorum(self, request: ReadRequest, context: Context) -> Value:
+        """Read a quorum; write the newest value back if they disagree; return it."""
+        config = await self._config(context)
+        replies = await self._call(context, config, READ, request, Value)
+        newest = max(replies.values(), key=stamp)
+        if any(stamp(reply) != stamp(newest) for reply in replies.values()):
+            await self._call(context, config, WRITE, newest, WriteReply)
+            self.write_backs += 1
+        return newest
+
+    async def WriteQuorum(self, request: WriteRequest, context: Context) -> Value:
+        """Pick a timestamp above any a quorum holds; write the value to a quorum."""
+        config = await self._config(context)
+        replies = await self._call(context, config, READ, ReadRequest(key=request.key), Value)
+        latest = max(reply.timestamp for reply in replies.values())
+        value = Value(
+            key=request.key, value=request.value, timestamp=latest + 1, writer=self.system.id
+        )
+        await self._call(context, config, WRITE, value, WriteReply)
+        return value
+
+    async def _config(self, context: Context) -> Configuration:
+        """The live configuration, or abort with ``UNAVAILABLE`` if it is short of a quorum."""
+        config = self.system.config()
+        if len(config) < self.quorum:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"replica {self.system.id} sees only {list(config.ids)}, "
+                f"short of a quorum of {self.quorum}",
+            )
+        return config
+
+    async def _call(
+        self,
+        context: Context,
+        config: Configuration,
+        method: str,
+        request: Message,
+        reply: type[R],
+    ) -> dict[int, R]:
+        """A quorum call; its failure aborts this call with ``UNAVAILABLE``."""
+        try:
+            return await config.quorum_call(
+                method, request, reply, quorum=self.quorum, timeout=self.timeout
+            )
+        except QuorumCallError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))

@@ -1,0 +1,1 @@
+"""The spans of a storage run on the console: ``python -m examples.tracing``."""

@@ -1,0 +1,1 @@
+"""Each example, run as a user would run it."""
