@@ -112,6 +112,7 @@ class InboundManager:
         self._outbound: dict[int, _Link] = {}
         self._by_context: dict[object, _Link] = {}
         self._connected: list[int] = []
+        self._connected_nodes: list[Node] = []
         self._snapshot: Configuration | None = None
         self._clients: dict[int, Node] = {}
         self._client_ids = itertools.count(FIRST_CLIENT_ID)
@@ -155,7 +156,7 @@ class InboundManager:
             with self._lock:
                 snapshot = self._snapshot
                 if snapshot is None:
-                    nodes = tuple(self._nodes[node_id] for node_id in self._connected)
+                    nodes = tuple(self._connected_nodes)
                     snapshot = self._snapshot = Configuration._sorted(nodes, self._tracer)
         return snapshot
 
@@ -409,9 +410,11 @@ class InboundManager:
         present = index < len(self._connected) and self._connected[index] == node_id
         if chosen is not None and not present:
             self._connected.insert(index, node_id)
+            self._connected_nodes.insert(index, node)
             return True
         if chosen is None and present:
             del self._connected[index]
+            del self._connected_nodes[index]
             return True
         return False
 

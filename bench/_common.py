@@ -1,0 +1,268 @@
+"""What the benchmarks share: the bench service, child processes, CPU clocks, tables.
+
+Every benchmark is a driver process that spawns its servers as child
+processes (``python -m bench.<name> --serve ...``). A child prints one line
+``READY <json>`` on stdout once it serves, and stops when its stdin closes,
+so a driver that dies takes its children with it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # before grpc is imported
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import grpc
+from google.protobuf.wrappers_pb2 import BytesValue
+from grpc import aio
+
+SERVICE: Final = "bench.Bench"
+SAY_PATH: Final = "/bench.Bench/Say"
+"""grpc path of the unary echo method."""
+CHAT_PATH: Final = "/bench.Bench/Chat"
+"""grpc path of the bidi-stream echo method."""
+SAY_METHOD: Final = "bench.Bench.Say"
+"""The unary echo method's full name, as NodeStream calls it."""
+
+Payload = BytesValue
+"""Request and reply of the bench service: a protobuf message with bytes."""
+
+PAYLOAD: Final = Payload(value=b"x" * 32)
+
+Context = aio.ServicerContext[Any, Any]
+
+
+async def say(request: Payload, context: Context) -> Payload:
+    """Unary echo."""
+    return Payload(value=request.value)
+
+
+async def chat(requests: AsyncIterator[Payload], context: Context) -> AsyncIterator[Payload]:
+    """Bidi-stream echo, one reply per request (an async generator, the common style)."""
+    async for request in requests:
+        yield Payload(value=request.value)
+
+
+def bench_handler() -> grpc.GenericRpcHandler[Any, Any]:
+    """The bench service: ``Say`` (unary) and ``Chat`` (bidi stream)."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Say": grpc.unary_unary_rpc_method_handler(
+            say,
+            request_deserializer=Payload.FromString,
+            response_serializer=Payload.SerializeToString,
+        ),
+        "Chat": grpc.stream_stream_rpc_method_handler(
+            chat,
+            request_deserializer=Payload.FromString,
+            response_serializer=Payload.SerializeToString,
+        ),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+UnaryCall = Callable[[Payload], Awaitable[Payload]]
+
+
+def say_stub(channel: aio.Channel, metadata: Sequence[tuple[str, str]] = ()) -> UnaryCall:
+    """A typed caller of ``Say`` on ``channel``, sending ``metadata`` with every call."""
+    multi = channel.unary_unary(
+        SAY_PATH,
+        request_serializer=Payload.SerializeToString,
+        response_deserializer=Payload.FromString,
+    )
+    if not metadata:
+        return multi
+    md = tuple(metadata)
+
+    def call(request: Payload) -> Awaitable[Payload]:
+        return multi(request, metadata=md)
+
+    return call
+
+
+# ---- child processes ----------------------------------------------------------
+
+
+@dataclass
+class Child:
+    """A server process started by a driver."""
+
+    name: str
+    proc: subprocess.Popen[str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system, all threads) the child has used."""
+        return process_cpu(self.proc.pid)
+
+    def stop(self) -> None:
+        """Close its stdin (it exits), kill it if it lingers."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def spawn(name: str, module: str, *args: str) -> Child:
+    """Start ``python -m module args...`` and wait for its ``READY <json>`` line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
+        stderr=subprocess.DEVNULL if os.environ.get("BENCH_QUIET_CHILDREN") else None,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY"):
+        proc.kill()
+        raise RuntimeError(f"child {name} did not start: {line!r}")
+    info: dict[str, Any] = json.loads(line.removeprefix("READY").strip() or "{}")
+    return Child(name, proc, info)
+
+
+async def stop_all(children: Iterable[Child]) -> None:
+    """Stop every child, keeping this event loop running meanwhile (so the
+    streams the children close end cleanly here)."""
+    await asyncio.gather(*(asyncio.to_thread(child.stop) for child in children))
+
+
+def announce(info: dict[str, Any]) -> None:
+    """Child side: tell the driver we serve."""
+    print("READY", json.dumps(info), flush=True)
+
+
+async def until_stdin_closes() -> None:
+    """Child side: return when the driver closes our stdin (or dies)."""
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not closed.done():
+            closed.set_result(None)
+
+    def wait() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(finish)
+
+    threading.Thread(target=wait, daemon=True).start()
+    await closed
+
+
+def add_nice_option(parser: argparse.ArgumentParser) -> None:
+    """``--nice N``: run this process and its children at that priority."""
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="priority change for the benchmark processes (negative needs root; e.g. -10"
+        " on a machine shared with other busy processes)",
+    )
+
+
+def apply_nice(increment: int) -> None:
+    """Change this process's priority (children started later inherit it)."""
+    if increment:
+        os.nice(increment)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used by process ``pid`` so far, all threads (``schedstat``, ns)."""
+    total = 0
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return 0.0
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
+def own_cpu() -> float:
+    """CPU seconds this process has used (all threads)."""
+    return time.process_time()
+
+
+# ---- statistics and tables ----------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (NaN for none)."""
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of already sorted values, nearest rank."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def spread(values: Sequence[float]) -> str:
+    """``min-max`` of values, for a table cell."""
+    if not values:
+        return "-"
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print a Markdown table (pastes straight into BENCHMARKS.md)."""
+    cells = [[str(h) for h in headers], *[[_cell(value) for value in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    print(f"\n{title}\n")
+    for index, row in enumerate(cells):
+        print("| " + " | ".join(value.ljust(widths[i]) for i, value in enumerate(row)) + " |")
+        if index == 0:
+            print("| " + " | ".join("-" * width for width in widths) + " |")
+    sys.stdout.flush()
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        return f"{value:.2f}"
+    return str(value)
+
+
+def machine() -> str:
+    """One line describing the machine and the versions that matter."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"nproc={os.cpu_count()} cpu={model!r} python={platform.python_version()}"
+        f" grpcio={grpc.__version__}"
+    )

@@ -1,0 +1,330 @@
+"""Item 2: quorum calls over NodeStream against doing it by hand with plain grpc.aio.
+
+    .venv/bin/python -m bench.quorum [--rounds 6] [--seconds 0.6]
+
+Setup: five replica processes and this process as the coordinator (node 1),
+all on loopback. Each replica runs
+
+- a plain grpc.aio server (no interceptor) serving the unary ``Say`` echo,
+- a gorums server (``PeerIdentityInterceptor`` + NodeStream + an
+  ``InboundManager`` whose handlers serve ``Say``),
+- an ``OutboundManager`` that dials the coordinator's gorums server as an
+  identified replica and serves ``Say`` for calls the coordinator makes back.
+
+The coordinator measures, for 3 and 5 replicas and 1 and 64 calls in flight:
+
+- ``plain``: one ``grpc.aio`` channel per replica; per call it starts one
+  unary call per replica as tasks, takes replies with ``asyncio.as_completed``
+  until a majority is in, and cancels the rest (what a user writes by hand);
+- ``outbound``: ``Configuration.quorum_call`` over NodeStreams the coordinator
+  dialed (``OutboundManager.config()``);
+- ``inbound``: ``Configuration.quorum_call`` over ``inbound_config()``: the
+  server calls back to the replicas over the streams they opened.
+
+Rounds alternate the variants in rotating order; throughput ratios are taken
+against ``plain`` in the same round (median over rounds), latencies pooled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import grpc
+from grpc import aio
+
+from bench._common import (
+    PAYLOAD,
+    SAY_METHOD,
+    Child,
+    Payload,
+    UnaryCall,
+    add_nice_option,
+    announce,
+    apply_nice,
+    bench_handler,
+    machine,
+    median,
+    own_cpu,
+    percentile,
+    print_table,
+    say_stub,
+    spawn,
+    spread,
+    stop_all,
+    until_stdin_closes,
+)
+from gorums_mw import (
+    Configuration,
+    HandlerRegistry,
+    InboundManager,
+    OutboundManager,
+    add_node_stream_service,
+    with_nodes,
+)
+from gorums_mw.testing import free_ports
+from interceptors import PeerIdentityInterceptor
+
+REPLICAS: Final = 5
+COORDINATOR: Final = 1
+SIZES: Final = (3, 5)
+CONCURRENCY: Final = (1, 64)
+VARIANTS: Final = ("plain", "outbound", "inbound")
+
+
+def _registry() -> HandlerRegistry:
+    registry = HandlerRegistry()
+    registry.add_generic_rpc_handlers((bench_handler(),))
+    return registry
+
+
+def _gorums_server(manager: InboundManager, address: str) -> aio.Server:
+    server = aio.server(interceptors=[PeerIdentityInterceptor(manager)])
+    add_node_stream_service(manager, server)
+    server.add_insecure_port(address)
+    return server
+
+
+# ---- replica process ----------------------------------------------------------
+
+
+async def serve_replica(node_id: int, nodes: dict[int, str], plain_port: int) -> None:
+    registry = _registry()
+    plain = aio.server()
+    plain.add_generic_rpc_handlers((bench_handler(),))
+    plain.add_insecure_port(f"127.0.0.1:{plain_port}")
+    manager = InboundManager(node_id, with_nodes(nodes), handlers=registry)
+    gorums = _gorums_server(manager, nodes[node_id])
+    await plain.start()
+    await gorums.start()
+    dialer = OutboundManager(
+        with_nodes({COORDINATOR: nodes[COORDINATOR]}), my_addr=nodes[node_id], handlers=registry
+    )
+    dialer.start()
+    announce({})
+    await until_stdin_closes()
+    await dialer.close()
+    await gorums.stop(None)
+    await plain.stop(None)
+
+
+# ---- coordinator --------------------------------------------------------------
+
+
+async def plain_quorum(stubs: Sequence[UnaryCall], request: Payload) -> list[Payload]:
+    """A majority quorum call written by hand: tasks, as_completed, cancel the rest."""
+    needed = len(stubs) // 2 + 1
+    tasks = [asyncio.ensure_future(stub(request)) for stub in stubs]
+    replies: list[Payload] = []
+    failed = 0
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            try:
+                replies.append(await next_done)
+            except grpc.RpcError:
+                failed += 1
+                if failed > len(stubs) - needed:
+                    raise
+                continue
+            if len(replies) >= needed:
+                return replies
+    finally:
+        for task in tasks:
+            task.cancel()
+    raise RuntimeError("unreachable: every call finished without a quorum")
+
+
+@dataclass
+class Sample:
+    rate: float
+    latencies: list[float]
+    coordinator_us: float  # coordinator CPU per quorum call
+    replicas_us: float  # CPU of all replicas per quorum call
+
+
+@dataclass
+class Results:
+    samples: dict[tuple[int, int, str], list[Sample]] = field(default_factory=dict)
+
+
+async def load(
+    call: Callable[[], Awaitable[object]],
+    concurrency: int,
+    replicas: Sequence[Child],
+    warmup: float,
+    seconds: float,
+) -> Sample:
+    latencies: list[float] = []
+    recording = False
+    running = True
+
+    async def worker() -> None:
+        while running:
+            start = time.perf_counter()
+            await call()
+            if recording:
+                latencies.append(time.perf_counter() - start)
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        await asyncio.sleep(warmup)
+        r0, c0, t0 = sum(r.cpu() for r in replicas), own_cpu(), time.perf_counter()
+        recording = True
+        await asyncio.sleep(seconds)
+        recording = False
+        r1, c1, t1 = sum(r.cpu() for r in replicas), own_cpu(), time.perf_counter()
+    finally:
+        running = False
+        await asyncio.gather(*workers)
+    n = max(1, len(latencies))
+    return Sample(n / (t1 - t0), latencies, (c1 - c0) / n * 1e6, (r1 - r0) / n * 1e6)
+
+
+async def drive(rounds: int, seconds: float) -> None:
+    ports = free_ports(2 * REPLICAS + 1)
+    nodes = {COORDINATOR: f"127.0.0.1:{ports[0]}"}
+    nodes.update({COORDINATOR + i: f"127.0.0.1:{ports[i]}" for i in range(1, REPLICAS + 1)})
+    plain_ports = ports[REPLICAS + 1 :]
+    replica_ids = [COORDINATOR + i for i in range(1, REPLICAS + 1)]
+
+    manager = InboundManager(COORDINATOR, with_nodes(nodes))
+    server = _gorums_server(manager, nodes[COORDINATOR])
+    await server.start()
+    children: list[Child] = []
+    try:
+        for index, node_id in enumerate(replica_ids):
+            args = ["--serve-replica", str(node_id), "--nodes", json.dumps(nodes)]
+            args += ["--plain-port", str(plain_ports[index])]
+            children.append(spawn(f"replica {node_id}", "bench.quorum", *args))
+        dialer = OutboundManager(
+            with_nodes({nid: nodes[nid] for nid in replica_ids}), my_addr=nodes[COORDINATOR]
+        )
+        dialer.start()
+        await dialer.wait_connected(timeout=30)
+        await manager.wait_for_config(lambda c: len(c) == REPLICAS, timeout=30)
+        channels = [aio.insecure_channel(f"127.0.0.1:{port}") for port in plain_ports]
+        stubs = [say_stub(channel) for channel in channels]
+        for stub in stubs:  # connect before measuring
+            await stub(PAYLOAD)
+        try:
+            results = await run_rounds(rounds, seconds, dialer, manager, stubs, children)
+        finally:
+            await dialer.close()
+            for channel in channels:
+                await channel.close(None)
+    finally:
+        await stop_all(children)
+        await server.stop(None)
+    report(results)
+
+
+async def run_rounds(
+    rounds: int,
+    seconds: float,
+    dialer: OutboundManager,
+    manager: InboundManager,
+    stubs: Sequence[UnaryCall],
+    children: Sequence[Child],
+) -> Results:
+    results = Results()
+    warmup = min(0.2, seconds / 3)
+
+    def calls(size: int) -> dict[str, Callable[[], Awaitable[object]]]:
+        wanted = set(range(COORDINATOR + 1, COORDINATOR + 1 + size))
+        outbound = Configuration([n for n in dialer.config() if n.id in wanted])
+        inbound = Configuration([n for n in manager.inbound_config() if n.id in wanted])
+        assert len(outbound) == len(inbound) == size
+        chosen = stubs[:size]
+        return {
+            "plain": lambda: plain_quorum(chosen, PAYLOAD),
+            "outbound": lambda: outbound.quorum_call(SAY_METHOD, PAYLOAD, Payload),
+            "inbound": lambda: inbound.quorum_call(SAY_METHOD, PAYLOAD, Payload),
+        }
+
+    for index in range(rounds):
+        for size in SIZES:
+            fns = calls(size)
+            for concurrency in CONCURRENCY:
+                shift = (index + size + concurrency) % len(VARIANTS)
+                for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+                    sample = await load(fns[variant], concurrency, children, warmup, seconds)
+                    results.samples.setdefault((size, concurrency, variant), []).append(sample)
+        print(f"round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
+    return results
+
+
+def report(results: Results) -> None:
+    print(machine())
+    rows: list[list[object]] = []
+    for size in SIZES:
+        for concurrency in CONCURRENCY:
+            plain = results.samples[(size, concurrency, "plain")]
+            for variant in VARIANTS:
+                samples = results.samples[(size, concurrency, variant)]
+                ratios = [s.rate / p.rate for s, p in zip(samples, plain, strict=True)]
+                latencies = sorted(x for s in samples for x in s.latencies)
+                plain_latencies = sorted(x for s in plain for x in s.latencies)
+                p99 = percentile(latencies, 0.99)
+                rows.append(
+                    [
+                        size,
+                        concurrency,
+                        variant,
+                        median([s.rate for s in samples]),
+                        median(ratios),
+                        spread(ratios),
+                        percentile(latencies, 0.50) * 1e3,
+                        p99 * 1e3,
+                        p99 / percentile(plain_latencies, 0.99),
+                        median([s.coordinator_us for s in samples]),
+                        median([s.replicas_us for s in samples]),
+                    ]
+                )
+    print_table(
+        "Majority quorum calls (coordinator process + replica processes, loopback)",
+        [
+            "replicas",
+            "in flight",
+            "variant",
+            "calls/s",
+            "x plain",
+            "x plain min-max",
+            "p50 ms",
+            "p99 ms",
+            "p99 x plain",
+            "coordinator CPU µs/call",
+            "replicas CPU µs/call",
+        ],
+        rows,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--serve-replica", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--nodes", help=argparse.SUPPRESS)
+    parser.add_argument("--plain-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=0.6, help="measured seconds per run")
+    add_nice_option(parser)
+    args = parser.parse_args(argv)
+    apply_nice(args.nice)
+    if args.serve_replica:
+        nodes: dict[str, Any] = json.loads(args.nodes)
+        asyncio.run(
+            serve_replica(
+                args.serve_replica, {int(k): str(v) for k, v in nodes.items()}, args.plain_port
+            )
+        )
+        return
+    asyncio.run(drive(args.rounds, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
