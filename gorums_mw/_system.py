@@ -204,7 +204,7 @@ class System:
             self._user_callback(self.config())
 
     def _attach_outbound(self, node: Node, endpoint: StreamEndpoint) -> Cleanup:
-        return self.manager.add_outbound(node.id, endpoint, endpoint.close)
+        return self.manager.add_outbound(node.id, endpoint, endpoint.retire)
 
     async def _wait_while_inbound(self, node_id: int) -> None:
         """A higher-ID replica does not dial a lower one whose stream it already uses."""

@@ -31,6 +31,12 @@ SERVER_ID_BIT: Final = 1 << 63
 DEFAULT_SEND_BUFFER: Final = 1024
 """Messages a stream queues for its writer before senders wait."""
 
+RETIRE_QUIET: Final = 0.1
+"""Seconds a retiring stream must be idle before it closes."""
+
+RETIRE_LIMIT: Final = 5.0
+"""Seconds after which a retiring stream closes even if still busy."""
+
 ONE_WAY: Final = 0
 
 _log = logging.getLogger("gorums_mw")
@@ -55,6 +61,7 @@ class StreamEndpoint:
     """
 
     __slots__ = (
+        "_activity",
         "_closed",
         "_ended",
         "_handlers",
@@ -86,6 +93,7 @@ class StreamEndpoint:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._ended: asyncio.Event | None = None
+        self._activity: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -169,6 +177,31 @@ class StreamEndpoint:
             self._ended = asyncio.Event()
         await self._ended.wait()
 
+    def retire(self) -> None:
+        """Close the stream once it is idle: for a stream that lost a tiebreak.
+
+        Calls already in flight in either direction are answered first; the
+        stream closes after ``RETIRE_QUIET`` seconds without traffic (at most
+        ``RETIRE_LIMIT`` seconds from now). Must run on the stream's loop.
+        """
+        if not self._closed and self._activity is None:
+            self._activity = asyncio.Event()
+            task = asyncio.get_running_loop().create_task(self._close_when_idle(self._activity))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _close_when_idle(self, activity: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RETIRE_LIMIT):
+                while True:
+                    activity.clear()
+                    try:
+                        await asyncio.wait_for(activity.wait(), RETIRE_QUIET)
+                    except TimeoutError:
+                        if not self._pending and len(self._handlers) == 1:
+                            break
+        self.close()
+
     def close(self) -> None:
         """End the stream: fail calls in flight with ``UNAVAILABLE``, stop serving."""
         if self._closed:
@@ -195,6 +228,8 @@ class StreamEndpoint:
             _log.debug("stream with peer %s ended: %s", self.peer.id, exc)
 
     def _receive(self, message: Message) -> None:
+        if self._activity is not None:
+            self._activity.set()
         msg_id = message.message_seq_no
         if msg_id != ONE_WAY and msg_id & SERVER_ID_BIT == self._reply_bit:
             reply = self._pending.pop(msg_id, None)
