@@ -42,7 +42,7 @@ class Configuration(Sequence[Node]):
     each of its nodes fails fast while disconnected.
     """
 
-    __slots__ = ("_nodes", "_tracer")
+    __slots__ = ("__weakref__", "_nodes", "_tracer")
 
     def __init__(self, nodes: Iterable[Node] = (), *, tracer: Tracer | None = None) -> None:
         """Build a configuration of ``nodes``.
@@ -54,11 +54,12 @@ class Configuration(Sequence[Node]):
         for before, after in itertools.pairwise(ordered):
             if before.id == after.id:
                 raise ValueError(f"node ID {after.id} appears twice in a configuration")
-        self._nodes = ordered
+        self._nodes: Sequence[Node] = ordered
         self._tracer = tracer if tracer is not None else Tracer()
 
     @classmethod
-    def _sorted(cls, nodes: tuple[Node, ...], tracer: Tracer) -> Configuration:
+    def _sorted(cls, nodes: Sequence[Node], tracer: Tracer) -> Configuration:
+        """Wrap already-sorted ``nodes``; the caller never changes them afterwards."""
         config = cls.__new__(cls)
         config._nodes = nodes
         config._tracer = tracer
@@ -83,10 +84,12 @@ class Configuration(Sequence[Node]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Configuration):
             return NotImplemented
-        return self._nodes == other._nodes
+        return len(self._nodes) == len(other._nodes) and all(
+            mine is theirs for mine, theirs in zip(self._nodes, other._nodes, strict=True)
+        )
 
     def __hash__(self) -> int:
-        return hash(self._nodes)
+        return hash(self.ids)
 
     @property
     def ids(self) -> tuple[int, ...]:

@@ -11,6 +11,7 @@ import asyncio
 import bisect
 import itertools
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -111,9 +112,8 @@ class InboundManager:
         self._inbound: dict[int, _Link] = {}
         self._outbound: dict[int, _Link] = {}
         self._by_context: dict[object, _Link] = {}
-        self._connected: list[int] = []
-        self._connected_nodes: list[Node] = []
-        self._snapshot: Configuration | None = None
+        self._connected: list[Node] = []
+        self._snapshot: weakref.ref[Configuration] | None = None
         self._clients: dict[int, Node] = {}
         self._client_ids = itertools.count(FIRST_CLIENT_ID)
         self._message_ids = message_ids(accepted=True)
@@ -121,7 +121,7 @@ class InboundManager:
 
     def __repr__(self) -> str:
         return (
-            f"<InboundManager id={self._my_id} peers={list(self._connected)}"
+            f"<InboundManager id={self._my_id} peers={[node.id for node in self._connected]}"
             f" clients={len(self._clients)}>"
         )
 
@@ -151,13 +151,17 @@ class InboundManager:
         Each peer appears once, over the stream its pair agreed on. The
         result is an immutable snapshot; its nodes stay usable handles.
         """
-        snapshot = self._snapshot
+        ref = self._snapshot
+        snapshot = ref() if ref is not None else None
         if snapshot is None:
             with self._lock:
-                snapshot = self._snapshot
+                ref = self._snapshot
+                snapshot = ref() if ref is not None else None
                 if snapshot is None:
-                    nodes = tuple(self._connected_nodes)
-                    snapshot = self._snapshot = Configuration._sorted(nodes, self._tracer)
+                    # Shares the list: _writable_connected copies it before a
+                    # change while this snapshot is alive (copy on write).
+                    snapshot = Configuration._sorted(self._connected, self._tracer)
+                    self._snapshot = weakref.ref(snapshot)
         return snapshot
 
     def client_config(self) -> Configuration:
@@ -406,17 +410,22 @@ class InboundManager:
         if node.channel is not stream:
             node.attach(stream)
             self._wake_waiters()
-        index = bisect.bisect_left(self._connected, node_id)
-        present = index < len(self._connected) and self._connected[index] == node_id
+        index = bisect.bisect_left(self._connected, node_id, key=_node_id)
+        present = index < len(self._connected) and self._connected[index] is node
         if chosen is not None and not present:
-            self._connected.insert(index, node_id)
-            self._connected_nodes.insert(index, node)
+            self._writable_connected().insert(index, node)
             return True
         if chosen is None and present:
-            del self._connected[index]
-            del self._connected_nodes[index]
+            del self._writable_connected()[index]
             return True
         return False
+
+    def _writable_connected(self) -> list[Node]:
+        """The connected nodes, safe to change: copied if a snapshot still shares them."""
+        ref, self._snapshot = self._snapshot, None
+        if ref is not None and ref() is not None:
+            self._connected = list(self._connected)
+        return self._connected
 
     def _wake_waiters(self) -> None:
         if self._waiters:
@@ -426,7 +435,6 @@ class InboundManager:
 
     def _changed(self) -> None:
         """Publish a membership change; called with the lock held."""
-        self._snapshot = None
         self._wake_waiters()
         if self._on_change is not None:
             self._on_change(self.inbound_config())
@@ -522,6 +530,10 @@ class InboundManager:
             t.ATTR_DECISION: decision,
             t.ATTR_CONFIG_SIZE: len(self._connected),
         }
+
+
+def _node_id(node: Node) -> int:
+    return node.id
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -277,3 +277,20 @@ def test_with_node_list_is_a_type_error_at_run_time() -> None:
         manager(send_buffer=0)
     with pytest.raises(ValueError):
         InboundManager(0, with_nodes(NODES))
+
+
+def test_snapshots_are_immutable_while_held() -> None:
+    mgr = manager()
+    mgr.register_peer(2, NODES[2], FakeStream(), object())
+    held = mgr.inbound_config()
+    cleanup = mgr.register_peer(3, NODES[3], FakeStream(), object())
+    assert held.ids == (2,)
+    newer = mgr.inbound_config()
+    assert newer.ids == (2, 3)
+    cleanup()
+    mgr.register_peer(4, NODES[4], FakeStream(), object())
+    assert held.ids == (2,) and newer.ids == (2, 3)
+    assert mgr.inbound_config().ids == (2, 4)
+    del held, newer  # no snapshot alive: changes need no copy, and stay correct
+    mgr.register_peer(3, NODES[3], FakeStream(), object())
+    assert mgr.inbound_config().ids == (2, 3, 4)
