@@ -195,6 +195,7 @@ async def test_peer_killed_mid_call() -> None:
         await replicas.wait_full()
         replies = await config.quorum_call(SAY, Request(), Reply, quorum=3, timeout=5)
         assert sorted(replies) == [1, 2, 3]  # the old snapshot's node 3 works again
+        await assert_one_stream_per_pair(replicas)  # the pairs agree again after the restart
 
 
 async def test_trace_spans_caller_and_callee(spans: Spans) -> None:
@@ -212,22 +213,28 @@ async def test_trace_spans_caller_and_callee(spans: Spans) -> None:
 
     async with LocalReplicas(2, setup, tracer_provider=spans.provider) as replicas:
         await replicas.wait_full()
-        spans.exporter.clear()
-        with tracer.start_as_current_span("root") as root:
-            await replicas[2].config().quorum_call(SAY, Request(), Reply, quorum=2, timeout=5)
-        trace_id = root.get_span_context().trace_id
-        quorum = spans.named("gorums.quorum_call")[0]
-        assert quorum.context.trace_id == trace_id
-        assert quorum.attributes["gorums.method"] == SAY
-        assert quorum.attributes["gorums.quorum"] == 2
-        assert quorum.attributes["gorums.replies"] == 2
-        handlers = spans.named("handler")
-        assert len(handlers) == 2
-        assert all(h.context.trace_id == trace_id for h in handlers)
-        # Both handlers (node 1 over the stream, node 2 in process) continued
-        # the trace from the message metadata, as children of the call's span.
-        assert all(h.parent is not None and h.parent.is_remote for h in handlers)
-        assert {h.parent.span_id for h in handlers if h.parent} == {quorum.context.span_id}
+        await assert_one_stream_per_pair(replicas)
+        for caller in (1, 2):  # over the stream's dialing end, then its accepting end
+            await assert_call_traced(replicas[caller], spans, tracer)
+
+
+async def assert_call_traced(system: System, spans: Spans, tracer: Any) -> None:
+    spans.exporter.clear()
+    with tracer.start_as_current_span("root") as root:
+        await system.config().quorum_call(SAY, Request(), Reply, quorum=2, timeout=5)
+    trace_id = root.get_span_context().trace_id
+    quorum = spans.named("gorums.quorum_call")[0]
+    assert quorum.context.trace_id == trace_id
+    assert quorum.attributes["gorums.method"] == SAY
+    assert quorum.attributes["gorums.quorum"] == 2
+    assert quorum.attributes["gorums.replies"] == 2
+    handlers = spans.named("handler")
+    assert len(handlers) == 2
+    assert all(h.context.trace_id == trace_id for h in handlers)
+    # Both handlers (the peer over the stream, the caller in process) continued
+    # the trace from the message metadata, as children of the call's span.
+    assert all(h.parent is not None and h.parent.is_remote for h in handlers)
+    assert {h.parent.span_id for h in handlers if h.parent} == {quorum.context.span_id}
 
 
 async def test_higher_replica_survives_its_inbound_stream_closing() -> None:
