@@ -36,6 +36,7 @@ class Keepalive:
         return [
             ("grpc.keepalive_time_ms", int(self.interval * 1000)),
             ("grpc.keepalive_timeout_ms", int(self.timeout * 1000)),
+            ("grpc.http2.ping_timeout_ms", int(self.timeout * 1000)),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0),
         ]
@@ -45,7 +46,6 @@ class Keepalive:
         return [
             *self.channel_options(),
             ("grpc.http2.min_ping_interval_without_data_ms", int(self.interval * 1000 / 2)),
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", int(self.interval * 1000 / 2)),
         ]
 
 
