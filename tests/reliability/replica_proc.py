@@ -20,8 +20,8 @@ from typing import Any
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from gorums_mw import Backoff, Configuration, Keepalive, System, current_peer, with_nodes  # noqa: E402
-from tests import echo_pb2, echo_pb2_grpc  # noqa: E402
+from gorums_mw import Backoff, Configuration, Keepalive, System, current_peer, with_nodes
+from tests import echo_pb2, echo_pb2_grpc
 
 
 class Echo(echo_pb2_grpc.EchoServicer):

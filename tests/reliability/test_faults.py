@@ -28,15 +28,20 @@ class Cluster:
     def __init__(self, size: int) -> None:
         ports = free_ports(size)
         self.nodes = {i + 1: f"127.0.0.1:{port}" for i, port in enumerate(ports)}
-        self.observer = System(
+        self.observer = self.new_observer()
+        keepalive = (KEEPALIVE.interval, KEEPALIVE.timeout)
+        self.procs = {i: ReplicaProcess(i, self.nodes, keepalive) for i in self.nodes if i != 1}
+
+    def new_observer(self) -> System:
+        """Replica 1, in this process."""
+        observer = System(
             1,
             with_nodes(self.nodes),
             keepalive=KEEPALIVE,
             backoff=Backoff(initial=0.02, maximum=0.25),
         )
-        self.observer.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo(1))
-        keepalive = (KEEPALIVE.interval, KEEPALIVE.timeout)
-        self.procs = {i: ReplicaProcess(i, self.nodes, keepalive) for i in self.nodes if i != 1}
+        observer.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo(1))
+        return observer
 
     async def wait_ids(self, ids: tuple[int, ...], timeout: float) -> float:
         """Seconds until the observer's configuration is exactly ``ids``."""
