@@ -6,8 +6,9 @@ import os
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # before grpc is imported: no transport chatter
 
+import asyncio
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -83,3 +84,16 @@ def bind(server: aio.Server, family: str, unix_dir: str) -> Listener:
     path = os.path.join(unix_dir, "server.sock")
     server.add_insecure_port(f"unix:{path}")
     return Listener(family, f"unix:{path}", "127.0.0.1")
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> None:
+    """Poll ``predicate`` until it holds, at most ``timeout`` seconds.
+
+    Only for states that no event or ``wait_for_config`` announces (such as
+    grpc finishing a cancelled handler); raises ``TimeoutError``.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(interval)

@@ -26,6 +26,7 @@ from gorums_mw.testing import free_ports
 from interceptors import PeerIdentityInterceptor
 from interceptors._peer import Peer
 from tests import echo_pb2, echo_pb2_grpc
+from tests.conftest import eventually
 from tests.reliability.replica_proc import Echo
 
 CHURNERS = int(os.environ.get("GORUMS_CHURNERS", "200"))
@@ -132,9 +133,7 @@ async def test_churn_leaves_a_true_configuration_and_no_leaks() -> None:
                 and manager.inbound_config().ids == stable_ids
             )
 
-        async with asyncio.timeout(20):
-            while not quiet():
-                await asyncio.sleep(0.05)
+        await eventually(quiet, timeout=20)
         config = manager.inbound_config()
         assert sorted(manager._inbound) == list(stable_ids)
         assert manager._outbound == {}
@@ -151,7 +150,5 @@ async def test_churn_leaves_a_true_configuration_and_no_leaks() -> None:
         for channel in channels:
             await channel.close(None)
         await server.stop(None)
-    async with asyncio.timeout(10):  # cancelled handlers run their cleanup: poll, bounded
-        while manager._by_context:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: not manager._by_context, timeout=10)  # cancelled handlers clean up
     assert manager.inbound_config().ids == ()
