@@ -56,8 +56,11 @@ class StreamEndpoint:
     peer's requests with a ``HandlerRegistry``.
 
     Every send goes through one bounded queue drained by one writer task.
-    When the stream ends, every call in flight fails at once with
-    ``UNAVAILABLE``. Use from the event loop that runs the stream only.
+    At most ``send_buffer`` of the peer's requests are served at once; more
+    are answered ``RESOURCE_EXHAUSTED`` without waiting (never blocking the
+    reader, so replies to our own calls keep flowing). When the stream ends,
+    every call in flight fails at once with ``UNAVAILABLE``. Use from the
+    event loop that runs the stream only.
     """
 
     __slots__ = (
@@ -66,6 +69,7 @@ class StreamEndpoint:
         "_ended",
         "_handlers",
         "_ids",
+        "_max_serving",
         "_pending",
         "_queue",
         "_registry",
@@ -88,6 +92,7 @@ class StreamEndpoint:
         self._ids = ids if ids is not None else message_ids(accepted=accepted)
         self._reply_bit = SERVER_ID_BIT if accepted else 0
         self._queue: SendQueue[Message] = SendQueue(send_buffer)
+        self._max_serving = send_buffer
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -237,10 +242,23 @@ class StreamEndpoint:
                 reply.set_result(message)
             return
         if self._registry is None:
+            self._refuse(message, grpc.StatusCode.UNIMPLEMENTED, "this node serves no methods")
+        elif len(self._handlers) >= self._max_serving:
+            self._refuse(message, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many requests")
+        else:
+            task = asyncio.create_task(self._serve(message, self._registry))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    def _refuse(self, request: Message, code: grpc.StatusCode, details: str) -> None:
+        """Answer ``request`` with an error if the send queue has room; never wait."""
+        if request.message_seq_no == ONE_WAY:
             return
-        task = asyncio.create_task(self._serve(message, self._registry))
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
+        reply = Message(message_seq_no=request.message_seq_no, method=request.method)
+        reply.status.code = code.value[0]
+        reply.status.message = details
+        if not self._queue.offer(reply):
+            _log.debug("dropped %s from peer %s: send queue full", request.method, self.peer.id)
 
     async def _serve(self, request: Message, registry: HandlerRegistry) -> None:
         reply = await registry.handle(request, self.peer)

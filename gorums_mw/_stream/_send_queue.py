@@ -49,6 +49,15 @@ class SendQueue(Generic[T]):
         if self._not_empty is not None and not self._not_empty.done():
             self._not_empty.set_result(None)
 
+    def offer(self, item: T) -> bool:
+        """Append ``item`` if there is room now; return whether it was added."""
+        if self._closed or len(self._items) >= self._maxsize:
+            return False
+        self._items.append(item)
+        if self._not_empty is not None and not self._not_empty.done():
+            self._not_empty.set_result(None)
+        return True
+
     async def get(self) -> T:
         """Remove and return the oldest item, waiting while empty."""
         while not self._items:
