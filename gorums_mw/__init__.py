@@ -7,6 +7,7 @@ from gorums_mw._errors import (
     GorumsError,
     InvalidAddressError,
     PeerAddressMismatchError,
+    PeerCertificateError,
     QuorumCallError,
 )
 from gorums_mw._health import add_quorum_health
@@ -41,6 +42,7 @@ __all__ = [
     "OutboundManager",
     "Peer",
     "PeerAddressMismatchError",
+    "PeerCertificateError",
     "QuorumCallError",
     "System",
     "__version__",

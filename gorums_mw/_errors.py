@@ -5,6 +5,7 @@ Hierarchy::
     GorumsError
     ├── InvalidAddressError (also ValueError)     a gorums-addr or node address is malformed
     ├── PeerAddressMismatchError                  claimed IP is not the connection's IP
+    ├── PeerCertificateError                      claimed IP is not in the TLS client certificate
     ├── ConfigurationError (also ValueError)      bad node IDs or addresses in options
     └── CallError                                 a call on a node or configuration failed
         └── QuorumCallError                       a quorum became impossible
@@ -46,6 +47,29 @@ class PeerAddressMismatchError(GorumsError):
         super().__init__(f"claimed address {claimed!r} does not match connection peer {actual!r}")
         self.claimed = claimed
         self.actual = actual
+
+
+class PeerCertificateError(GorumsError):
+    """The peer's TLS client certificate does not vouch for its claimed address.
+
+    Raised only when the ``InboundManager`` requires certificates; maps to
+    ``UNAUTHENTICATED`` on the wire.
+
+    Attributes:
+        claimed: the normalized claimed address.
+        certified: the IP addresses the certificate names (its IP SANs).
+    """
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+    def __init__(self, claimed: str, certified: list[str]) -> None:
+        names = ", ".join(certified) if certified else "no client certificate"
+        super().__init__(
+            f"claimed address {claimed!r} is not vouched for by the TLS client certificate"
+            f" (IP SANs: {names})"
+        )
+        self.claimed = claimed
+        self.certified = certified
 
 
 class ConfigurationError(GorumsError, ValueError):

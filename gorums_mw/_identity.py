@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
-from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError
+from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
 from interceptors import _address
 from interceptors._address import IPAddress
 
@@ -93,6 +93,25 @@ def validate_claim(peer: str, claimed: str) -> str:
     if _peer_ip(peer) != claimed_ip:
         raise PeerAddressMismatchError(normalized, peer)
     return normalized
+
+
+def check_certificate(context: object, address: str) -> None:
+    """Check that the call's TLS client certificate names ``address``'s IP.
+
+    The certificate must carry the claimed IP as a subject alternative name
+    (grpc lists a verified client certificate's IP SANs in the auth context
+    under ``peer_ip``). No name is resolved.
+
+    Raises:
+        PeerCertificateError: no client certificate, or none of its IP SANs
+            is the claimed IP.
+    """
+    auth_context = getattr(context, "auth_context", None)
+    auth = auth_context() if callable(auth_context) else {}
+    certified = [value.decode("ascii", "replace") for value in auth.get("peer_ip", ())]
+    claimed_ip = _parse_claim(address)[0]
+    if not any(_ip_of(ip) == claimed_ip for ip in certified):
+        raise PeerCertificateError(address, certified)
 
 
 def normalize_addr(addr: str) -> str:

@@ -21,8 +21,14 @@ from opentelemetry.util.types import AttributeValue
 
 from gorums_mw import _tracing as t
 from gorums_mw._configuration import Configuration
-from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError
-from gorums_mw._identity import CallContext, claimed_address, normalize_addr, validate_claim
+from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
+from gorums_mw._identity import (
+    CallContext,
+    check_certificate,
+    claimed_address,
+    normalize_addr,
+    validate_claim,
+)
 from gorums_mw._node import Channel, Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
 from gorums_mw._stream._endpoint import DEFAULT_SEND_BUFFER, StreamEndpoint, message_ids
@@ -74,6 +80,7 @@ class InboundManager:
         on_config_change: ConfigCallback | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         handlers: HandlerRegistry | None = None,
+        require_certificate: bool = False,
     ) -> None:
         """Create a manager for node ``my_id`` among the known ``nodes``.
 
@@ -86,6 +93,11 @@ class InboundManager:
             tracer_provider: where spans go; default the global provider.
             handlers: the handlers that serve requests peers send over their
                 streams; default none (requests get ``UNIMPLEMENTED``).
+            require_certificate: also require that the caller's TLS client
+                certificate names the claimed IP (an IP subject alternative
+                name); for servers behind NAT or on shared hosts, where the
+                connection's IP alone proves little. Needs a TLS server that
+                requires client certificates.
 
         Raises:
             TypeError: ``nodes`` is not from ``with_nodes`` (``with_node_list``
@@ -104,6 +116,7 @@ class InboundManager:
         self._send_buffer = send_buffer
         self._on_change = on_config_change
         self._handlers = handlers
+        self._require_certificate = require_certificate
         self._tracer = t.Tracer(tracer_provider)
         self._lock = threading.RLock()
         self._nodes = {
@@ -193,11 +206,15 @@ class InboundManager:
         Raises:
             InvalidAddressError: the claim is malformed.
             PeerAddressMismatchError: the claimed IP is not the connection's.
+            PeerCertificateError: certificates are required and the caller's
+                does not name the claimed IP.
         """
         peer = context.peer()
         try:
             address = validate_claim(peer, claimed)
-        except (InvalidAddressError, PeerAddressMismatchError) as exc:
+            if self._require_certificate:
+                check_certificate(context, address)
+        except (InvalidAddressError, PeerAddressMismatchError, PeerCertificateError) as exc:
             self._record_reject(claimed, peer, exc)
             raise
         return Peer(self._id_of_addr.get(address, EXTERNAL_ID), address, peer)

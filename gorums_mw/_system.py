@@ -6,6 +6,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+import grpc
 from grpc import aio
 from opentelemetry import trace
 
@@ -56,6 +57,9 @@ class System:
         backoff: Backoff | None = None,
         on_config_change: ConfigCallback | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        server_credentials: grpc.ServerCredentials | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        require_certificate: bool = False,
     ) -> None:
         """Prepare replica ``my_id`` of ``nodes``.
 
@@ -68,6 +72,13 @@ class System:
             backoff: reconnect delays of outbound streams.
             on_config_change: called with ``config()`` whenever it changes.
             tracer_provider: where spans go; default the global provider.
+            server_credentials: serve over TLS with these credentials
+                (``grpc.ssl_server_credentials``); default insecure.
+            channel_credentials: dial the other replicas over TLS with these
+                (``grpc.ssl_channel_credentials`` with this replica's
+                certificate); default insecure.
+            require_certificate: refuse peers whose TLS client certificate
+                does not name their claimed IP (see ``InboundManager``).
 
         Raises:
             TypeError: ``nodes`` is not from ``with_nodes``.
@@ -91,6 +102,7 @@ class System:
             handlers=self.handlers,
             tracer_provider=tracer_provider,
             on_config_change=self._on_change if on_config_change is not None else None,
+            require_certificate=require_certificate,
         )
         """The InboundManager of this replica."""
         self._self_node = Node(my_id, self._address, self.manager.tracer)
@@ -104,6 +116,7 @@ class System:
                 send_buffer=send_buffer,
                 keepalive=self._keepalive,
                 backoff=backoff,
+                credentials=channel_credentials,
                 tracer_provider=tracer_provider,
             )
             if peers
@@ -118,6 +131,7 @@ class System:
         )
         """The grpc.aio server; add ordinary services to it before ``start()``."""
         add_node_stream_service(self.manager, self.server)
+        self._server_credentials = server_credentials
         self._port: int | None = None
         self._cached: tuple[Configuration, Configuration] | None = None
 
@@ -151,7 +165,10 @@ class System:
         Raises:
             RuntimeError: the listen address could not be bound.
         """
-        self._port = self.server.add_insecure_port(self._listen)
+        if self._server_credentials is not None:
+            self._port = self.server.add_secure_port(self._listen, self._server_credentials)
+        else:
+            self._port = self.server.add_insecure_port(self._listen)
         if not self._port:
             raise RuntimeError(f"replica {self.id} could not listen on {self._listen}")
         await self.server.start()
