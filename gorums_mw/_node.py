@@ -8,7 +8,7 @@ from typing import Final, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 
 from gorums_mw._errors import CallError
 from gorums_mw._proto.stream_pb2 import Message
@@ -159,8 +159,3 @@ def trace_entries() -> list[tuple[str, str]]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return list(carrier.items())
-
-
-def current_span_recording() -> bool:
-    """Whether the current span records (so trace context is worth sending)."""
-    return trace.get_current_span().is_recording()
