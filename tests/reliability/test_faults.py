@@ -61,9 +61,8 @@ async def cluster() -> AsyncIterator[Cluster]:
     await c.observer.stop(None)
 
 
-@pytest.mark.timeout(120)
-async def test_killed_replica_leaves_and_returns_every_time(cluster: Cluster) -> None:
-    for _ in range(3):
+async def kill_and_restart(cluster: Cluster, times: int) -> None:
+    for _ in range(times):
         await cluster.procs[3].kill()
         gone_after = await cluster.wait_ids((1, 2), timeout=KEEPALIVE.bound + SLACK)
         assert gone_after <= KEEPALIVE.bound + SLACK
@@ -73,6 +72,17 @@ async def test_killed_replica_leaves_and_returns_every_time(cluster: Cluster) ->
             SAY, echo_pb2.EchoRequest(), echo_pb2.EchoReply, quorum=3, timeout=5
         )
         assert sorted(replies) == [1, 2, 3]
+
+
+@pytest.mark.timeout(120)
+async def test_killed_replica_leaves_and_returns_every_time(cluster: Cluster) -> None:
+    await kill_and_restart(cluster, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+async def test_killed_replica_leaves_and_returns_many_times(cluster: Cluster) -> None:
+    await kill_and_restart(cluster, 50)
 
 
 @pytest.mark.timeout(120)
