@@ -257,6 +257,9 @@ class InboundManager:
         existing = self._by_context.get(context)
         if existing is not None:
             return existing.cleanup
+        done = getattr(context, "done", None)
+        if callable(done) and done():
+            return None  # the caller gave up before its handler started
         metadata = tuple(context.invocation_metadata() or ())
         peer_string: str = context.peer()
         try:
