@@ -96,7 +96,7 @@ def _server_interceptors(kind: str, port: int) -> list[Any]:
         return []
     if kind == "gorums":
         from gorums_mw import InboundManager, with_nodes
-        from interceptors import PeerIdentityInterceptor
+        from gorums_mw.interceptors import PeerIdentityInterceptor
 
         nodes = with_nodes({1: f"127.0.0.1:{port}", 2: CLIENT_CLAIM})
         return [PeerIdentityInterceptor(InboundManager(1, nodes))]
@@ -155,7 +155,7 @@ class _NoopStream(aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
 def _channel(port: int, client: str) -> aio.Channel:
     target = f"127.0.0.1:{port}"
     if client == "identity":
-        from interceptors import ClientIdentityInterceptor
+        from gorums_mw.interceptors import ClientIdentityInterceptor
 
         return aio.insecure_channel(target, interceptors=ClientIdentityInterceptor(CLIENT_CLAIM))
     if client == "noop":

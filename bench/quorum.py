@@ -68,8 +68,8 @@ from gorums_mw import (
     add_node_stream_service,
     with_nodes,
 )
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
-from interceptors import PeerIdentityInterceptor
 
 REPLICAS: Final = 5
 COORDINATOR: Final = 1

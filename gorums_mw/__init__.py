@@ -16,12 +16,12 @@ from gorums_mw._inbound_manager import GORUMS_CLIENT_KEY, InboundManager
 from gorums_mw._node import Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, with_node_list, with_nodes
 from gorums_mw._outbound import OutboundManager
+from gorums_mw._peer import Peer, current_peer
 from gorums_mw._settings import Backoff, Keepalive
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._service import add_node_stream_service
 from gorums_mw._system import System
 from gorums_mw._version import __version__
-from interceptors._peer import Peer, current_peer
 
 __all__ = [
     "GORUMS_ADDR_KEY",

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
+from gorums_mw import _address
+from gorums_mw._address import IPAddress
 from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
-from interceptors import _address
-from interceptors._address import IPAddress
 
 GORUMS_ADDR_KEY = "gorums-addr"
 """The metadata key carrying the caller's claimed listening address."""

@@ -31,10 +31,10 @@ from gorums_mw._identity import (
 )
 from gorums_mw._node import Channel, Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
+from gorums_mw._peer import EXTERNAL_ID, MAX_NODE_ID, Peer, current_peer
+from gorums_mw._registrar import Cleanup
 from gorums_mw._stream._endpoint import DEFAULT_SEND_BUFFER, StreamEndpoint, message_ids
 from gorums_mw._stream._registry import HandlerRegistry
-from interceptors._peer import EXTERNAL_ID, MAX_NODE_ID, Peer, current_peer
-from interceptors._protocol import Cleanup
 
 GORUMS_CLIENT_KEY = "gorums-client"
 """Metadata key a client peer (no listening address) sends on its NodeStream

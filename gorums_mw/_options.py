@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gorums_mw._errors import ConfigurationError, InvalidAddressError
 from gorums_mw._identity import normalize_addr
-from interceptors._peer import MAX_NODE_ID
+from gorums_mw._peer import MAX_NODE_ID
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,19 +12,19 @@ import grpc
 from grpc import aio
 from opentelemetry import trace
 
+from gorums_mw._address import normalize_addr
 from gorums_mw._configuration import Configuration
 from gorums_mw._node import Node
 from gorums_mw._options import NodeListOption
+from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
+from gorums_mw._registrar import Cleanup
 from gorums_mw._settings import Backoff, Keepalive
 from gorums_mw._stream._endpoint import DEFAULT_SEND_BUFFER, StreamEndpoint
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._service import NODE_STREAM_PATH
 from gorums_mw._tracing import Tracer
-from interceptors._address import normalize_addr
-from interceptors._peer import Peer
-from interceptors._protocol import Cleanup
-from interceptors._server import GORUMS_ADDR_KEY
+from gorums_mw.interceptors._server import GORUMS_ADDR_KEY
 
 _log = logging.getLogger("gorums_mw")
 

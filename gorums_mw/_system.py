@@ -15,14 +15,14 @@ from gorums_mw._inbound_manager import ConfigCallback, InboundManager
 from gorums_mw._node import Node
 from gorums_mw._options import InboundNodeOption, with_nodes
 from gorums_mw._outbound import OutboundManager
+from gorums_mw._peer import Peer
+from gorums_mw._registrar import Cleanup
 from gorums_mw._settings import Backoff, Keepalive
 from gorums_mw._stream._endpoint import DEFAULT_SEND_BUFFER, StreamEndpoint
 from gorums_mw._stream._local import LocalChannel
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._service import add_node_stream_service
-from interceptors._peer import Peer
-from interceptors._protocol import Cleanup
-from interceptors._server import PeerIdentityInterceptor
+from gorums_mw.interceptors._server import PeerIdentityInterceptor
 
 AddServicer = Callable[[Any, Any], None]
 

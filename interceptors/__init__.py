@@ -4,11 +4,11 @@ Depends only on grpc and a small protocol (``PeerRegistrar``) that
 ``gorums_mw.InboundManager`` implements.
 """
 
-from interceptors._client import ClientIdentityInterceptor
-from interceptors._decorators import replicas_only, with_peer
-from interceptors._peer import Peer, current_peer
-from interceptors._protocol import Cleanup, PeerRegistrar
-from interceptors._server import NODE_STREAM_METHOD, PeerIdentityInterceptor
+from gorums_mw._peer import Peer, current_peer
+from gorums_mw._registrar import Cleanup, PeerRegistrar
+from gorums_mw.interceptors._client import ClientIdentityInterceptor
+from gorums_mw.interceptors._decorators import replicas_only, with_peer
+from gorums_mw.interceptors._server import NODE_STREAM_METHOD, PeerIdentityInterceptor
 
 __all__ = [
     "NODE_STREAM_METHOD",

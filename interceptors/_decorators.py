@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from interceptors._peer import current_peer
+from gorums_mw._peer import current_peer
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import grpc
 from grpc import aio
 
-from interceptors._peer import bind_peer
-from interceptors._protocol import Cleanup, PeerRegistrar
+from gorums_mw._peer import bind_peer
+from gorums_mw._registrar import Cleanup, PeerRegistrar
 
 GORUMS_ADDR_KEY: Final = "gorums-addr"
 NODE_STREAM_METHOD: Final = "/stream.Gorums/NodeStream"

@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 import gorums_mw
-import interceptors
+from gorums_mw import interceptors
 
 
 @pytest.mark.parametrize("module", [gorums_mw, interceptors])

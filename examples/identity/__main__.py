@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 
 from examples import hello_pb2, hello_pb2_grpc
 from gorums_mw import Configuration, InboundManager, current_peer, with_nodes
+from gorums_mw.interceptors import ClientIdentityInterceptor, PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
-from interceptors import ClientIdentityInterceptor, PeerIdentityInterceptor
 
 CHAT = "/hello.Greeter/Chat"
 

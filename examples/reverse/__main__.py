@@ -34,8 +34,8 @@ from gorums_mw import (
     add_node_stream_service,
     with_nodes,
 )
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
-from interceptors import PeerIdentityInterceptor
 
 REPORT = "reverse.Agent.Report"
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")

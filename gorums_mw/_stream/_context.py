@@ -7,8 +7,8 @@ from typing import Any, NoReturn
 
 import grpc
 
+from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
-from interceptors._peer import Peer
 
 Metadata = tuple[tuple[str, str], ...]
 MetadataIn = Sequence[tuple[str, str | bytes]]

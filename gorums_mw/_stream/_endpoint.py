@@ -20,10 +20,10 @@ import grpc
 from grpc import aio
 
 from gorums_mw._errors import CallError
+from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._send_queue import QueueClosed, SendQueue
-from interceptors._peer import Peer
 
 SERVER_ID_BIT: Final = 1 << 63
 """Set in the IDs of requests sent by the end that accepted the stream."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
 from gorums_mw._stream._endpoint import Entries
 from gorums_mw._stream._registry import HandlerRegistry
-from interceptors._peer import Peer
 
 _LOCAL_ID = 1
 

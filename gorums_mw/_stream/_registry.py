@@ -13,9 +13,9 @@ from google.rpc.status_pb2 import Status
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
+from gorums_mw._peer import Peer, bind_peer, unbind_peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._context import NodeStreamContext, _Abort
-from interceptors._peer import Peer, bind_peer, unbind_peer
 
 _log = logging.getLogger("gorums_mw")
 

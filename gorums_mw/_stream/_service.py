@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc import aio
 
+from gorums_mw._peer import bind_peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import StreamEndpoint
-from interceptors._peer import bind_peer
 
 if TYPE_CHECKING:
     from gorums_mw._inbound_manager import InboundManager

@@ -10,7 +10,7 @@ import pytest
 from grpc import aio
 
 from gorums_mw import InboundManager, Peer, with_nodes
-from interceptors import (
+from gorums_mw.interceptors import (
     ClientIdentityInterceptor,
     PeerIdentityInterceptor,
     replicas_only,

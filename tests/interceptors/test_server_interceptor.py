@@ -11,7 +11,7 @@ import pytest
 from grpc import aio
 
 from gorums_mw import InboundManager, current_peer, with_nodes
-from interceptors import ClientIdentityInterceptor, PeerIdentityInterceptor
+from gorums_mw.interceptors import ClientIdentityInterceptor, PeerIdentityInterceptor
 from tests.conftest import Spans, bind
 
 FAMILIES = ["ipv4", "ipv6", "unix"]

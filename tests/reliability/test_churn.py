@@ -19,12 +19,12 @@ from gorums_mw import (
     add_node_stream_service,
     with_nodes,
 )
+from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw._stream._service import NODE_STREAM_PATH
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
-from interceptors import PeerIdentityInterceptor
-from interceptors._peer import Peer
 from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import eventually
 from tests.reliability.replica_proc import Echo

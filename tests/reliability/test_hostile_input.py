@@ -29,8 +29,8 @@ from gorums_mw import (
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import SERVER_ID_BIT
 from gorums_mw._stream._service import NODE_STREAM_PATH
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
-from interceptors import PeerIdentityInterceptor
 from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import FakeContext
 

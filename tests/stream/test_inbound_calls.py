@@ -18,8 +18,8 @@ from gorums_mw import (
     with_nodes,
 )
 from gorums_mw._inbound_manager import FIRST_CLIENT_ID
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
-from interceptors import PeerIdentityInterceptor
 from tests import echo_pb2, echo_pb2_grpc
 
 SAY = "echo.Echo.Say"

@@ -13,10 +13,10 @@ import grpc
 import pytest
 from opentelemetry import propagate, trace
 
+from gorums_mw._peer import UNKNOWN_PEER, Peer, current_peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
 from gorums_mw._stream._context import NodeStreamContext
 from gorums_mw._stream._registry import HandlerRegistry
-from interceptors._peer import UNKNOWN_PEER, Peer, current_peer
 from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import Spans
 

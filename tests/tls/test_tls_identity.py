@@ -10,8 +10,8 @@ import pytest
 from grpc import aio
 
 from gorums_mw import InboundManager, System, current_peer, with_nodes
+from gorums_mw.interceptors import ClientIdentityInterceptor, PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
-from interceptors import ClientIdentityInterceptor, PeerIdentityInterceptor
 from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import Spans
 from tests.reliability.replica_proc import Echo

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from interceptors._peer import Peer
+from gorums_mw._peer import Peer
 
 Cleanup = Callable[[], None]
 """Undoes a registration; safe to call more than once."""
