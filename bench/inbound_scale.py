@@ -48,7 +48,7 @@ from bench._common import (
 )
 from gorums_mw import Configuration, InboundManager, InboundNodeOption, with_nodes
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._service import NODE_STREAM_PATH
+from gorums_mw._wire import NODE_STREAM_PATH
 
 SIZES: Final = (100, 1_000, 10_000)
 BASE_PORT: Final = 20_000
@@ -75,10 +75,10 @@ class FakeStream:
     def close(self) -> None:
         pass
 
-    async def call(self, method: str, payload: bytes, entries: Any = ()) -> asyncio.Future[Message]:
+    def call(self, method: str, payload: bytes, entries: Any = ()) -> asyncio.Future[Message]:
         raise NotImplementedError
 
-    async def cast(self, method: str, payload: bytes, entries: Any = ()) -> None:
+    def cast(self, method: str, payload: bytes, entries: Any = ()) -> bool:
         raise NotImplementedError
 
 

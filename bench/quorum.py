@@ -106,10 +106,10 @@ async def serve_replica(node_id: int, nodes: dict[int, str], plain_port: int) ->
     dialer = OutboundManager(
         with_nodes({COORDINATOR: nodes[COORDINATOR]}), my_addr=nodes[node_id], handlers=registry
     )
-    dialer.start()
+    await dialer.start()
     announce({})
     await until_stdin_closes()
-    await dialer.close()
+    await dialer.stop()
     await gorums.stop(None)
     await plain.stop(None)
 
@@ -205,7 +205,7 @@ async def drive(rounds: int, seconds: float) -> None:
         dialer = OutboundManager(
             with_nodes({nid: nodes[nid] for nid in replica_ids}), my_addr=nodes[COORDINATOR]
         )
-        dialer.start()
+        await dialer.start()
         await dialer.wait_connected(timeout=30)
         await manager.wait_for_config(lambda c: len(c) == REPLICAS, timeout=30)
         channels = [aio.insecure_channel(f"127.0.0.1:{port}") for port in plain_ports]
@@ -215,7 +215,7 @@ async def drive(rounds: int, seconds: float) -> None:
         try:
             results = await run_rounds(rounds, seconds, dialer, manager, stubs, children)
         finally:
-            await dialer.close()
+            await dialer.stop()
             for channel in channels:
                 await channel.close(None)
     finally:

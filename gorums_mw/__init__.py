@@ -1,6 +1,7 @@
 """gorums-mw: symmetric configurations for Python gRPC, as grpc.aio middleware."""
 
-from gorums_mw._configuration import Configuration, NodeReply
+from gorums_mw._calls import NodeReply, QuorumFunction
+from gorums_mw._configuration import Configuration
 from gorums_mw._errors import (
     CallError,
     ConfigurationError,
@@ -11,8 +12,9 @@ from gorums_mw._errors import (
     QuorumCallError,
 )
 from gorums_mw._health import add_quorum_health
-from gorums_mw._identity import GORUMS_ADDR_KEY, identify_peer, normalize_addr
-from gorums_mw._inbound_manager import GORUMS_CLIENT_KEY, InboundManager
+from gorums_mw._identity import identify_peer, normalize_addr
+from gorums_mw._inbound_manager import InboundManager
+from gorums_mw._limits import Limits
 from gorums_mw._node import Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, with_node_list, with_nodes
 from gorums_mw._outbound import OutboundManager
@@ -22,10 +24,12 @@ from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._service import add_node_stream_service
 from gorums_mw._system import System
 from gorums_mw._version import __version__
+from gorums_mw._wire import GORUMS_ADDR_KEY, GORUMS_CLIENT_KEY, GORUMS_NODE_ID_KEY
 
 __all__ = [
     "GORUMS_ADDR_KEY",
     "GORUMS_CLIENT_KEY",
+    "GORUMS_NODE_ID_KEY",
     "Backoff",
     "CallError",
     "Configuration",
@@ -36,6 +40,7 @@ __all__ = [
     "InboundNodeOption",
     "InvalidAddressError",
     "Keepalive",
+    "Limits",
     "Node",
     "NodeListOption",
     "NodeReply",
@@ -44,6 +49,7 @@ __all__ = [
     "PeerAddressMismatchError",
     "PeerCertificateError",
     "QuorumCallError",
+    "QuorumFunction",
     "System",
     "__version__",
     "add_node_stream_service",

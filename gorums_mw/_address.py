@@ -29,6 +29,8 @@ def split_host_port(addr: str) -> tuple[str, int]:
         raise ValueError(f"address is longer than {MAX_ADDR_LENGTH} characters")
     if not addr.isascii() or not addr.isprintable():
         raise ValueError(f"address {addr!r} has non-ASCII or control characters")
+    if "://" in addr:
+        raise ValueError(f"address {addr!r}: write host:port with no URL scheme")
     host, sep, port_text = addr.rpartition(":")
     if not sep or not host:
         raise ValueError(f"address {addr!r} is not host:port")
@@ -77,6 +79,11 @@ def normalize_addr(addr: str) -> str:
         ip = canonical_ip(host)
     except ValueError:
         ip = _resolve(host, addr)
+    if ip.is_unspecified:
+        raise ValueError(
+            f"address {addr!r}: {ip} is the unspecified address, which no peer can dial;"
+            " name the IP this node is reached at"
+        )
     return join_host_port(ip, port)
 
 

@@ -5,15 +5,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Generic, overload
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import Generic, TypeVar, overload
 
-import grpc
 from google.protobuf.message import Message as ProtoMessage
 
+from gorums_mw._calls import (
+    NodeReply,
+    QuorumFunction,
+    as_call_error,
+    call_entries,
+    checked_method,
+    deadline_of,
+    decode_reply,
+    timed_out,
+)
 from gorums_mw._errors import CallError, QuorumCallError
-from gorums_mw._node import Node, R, decode_reply, trace_entries
+from gorums_mw._calls import R
+from gorums_mw._node import Node
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._tracing import (
     ATTR_CONFIG_SIZE,
@@ -25,21 +34,15 @@ from gorums_mw._tracing import (
     Tracer,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class NodeReply(Generic[R]):
-    """One node's answer in ``Configuration.replies``: a value or an error."""
-
-    node_id: int
-    value: R | None
-    error: CallError | None
+T = TypeVar("T")
 
 
 class Configuration(Sequence[Node]):
     """An immutable, ID-sorted set of nodes on which calls are made.
 
     Holding an old configuration is safe: its membership never changes, and
-    each of its nodes fails fast while disconnected.
+    each of its nodes fails fast while disconnected. Calls must be made on
+    the event loop that runs the nodes' streams (``RuntimeError`` otherwise).
     """
 
     __slots__ = ("__weakref__", "_nodes", "_tracer")
@@ -100,17 +103,18 @@ class Configuration(Sequence[Node]):
         """The node with ID ``node_id``.
 
         Raises:
-            KeyError: no such node in this configuration.
+            KeyError: no such node in this configuration (the message lists its IDs).
         """
         for node in self._nodes:
             if node.id == node_id:
                 return node
-        raise KeyError(node_id)
+        raise KeyError(f"node {node_id!r} is not in this configuration (IDs {list(self.ids)})")
 
     def majority(self) -> int:
         """The default quorum size: more than half of the nodes."""
         return len(self._nodes) // 2 + 1
 
+    @overload
     async def quorum_call(
         self,
         method: str,
@@ -119,48 +123,94 @@ class Configuration(Sequence[Node]):
         *,
         quorum: int | None = None,
         timeout: float | None = None,
-    ) -> dict[int, R]:
-        """Call ``method`` on every node; return once ``quorum`` replied.
+        quorum_function: None = None,
+    ) -> dict[int, R]: ...
+    @overload
+    async def quorum_call(
+        self,
+        method: str,
+        request: ProtoMessage,
+        reply_type: type[R],
+        *,
+        quorum: None = None,
+        timeout: float | None = None,
+        quorum_function: QuorumFunction[R, T],
+    ) -> T: ...
+    async def quorum_call(
+        self,
+        method: str,
+        request: ProtoMessage,
+        reply_type: type[R],
+        *,
+        quorum: int | None = None,
+        timeout: float | None = None,
+        quorum_function: QuorumFunction[R, T] | None = None,
+    ) -> dict[int, R] | T:
+        """Call ``method`` on every node; return once a quorum is reached.
+
+        The request goes to every node at once. Without ``quorum_function``
+        the call returns the replies as soon as ``quorum`` of them are in
+        (Go Gorums' ``Majority()``, ``Threshold(n)``, ``First()``, ``All()``
+        are ``quorum=None``, ``n``, ``1``, ``len(config)``). With it, the
+        function is called with the replies received so far after each
+        reply, and the first value it returns that is not None is the
+        call's result (Go's quorum functions).
 
         Args:
-            method: the protobuf full method name, ``pkg.Service.Method``.
+            method: the protobuf full method name, ``pkg.Service.Method``
+                (or grpc's ``/pkg.Service/Method``).
             request: the request message, sent to every node.
             reply_type: the generated class of the reply.
-            quorum: replies needed, 1..len(self); default a majority.
-            timeout: seconds to wait for the quorum; None waits until each
-                node has replied or failed.
+            quorum: replies needed, at least 1; default a majority.
+            timeout: seconds for the whole call, including any wait for room
+                in a node's send buffer; None waits until every node has
+                replied or failed.
+            quorum_function: decides when the call is done and what it
+                returns; replaces ``quorum``.
 
         Returns:
-            The replies received, by node ID (at least ``quorum`` of them).
+            The replies received, by node ID (at least ``quorum`` of them), or
+            the quorum function's result.
 
         Raises:
-            ValueError: ``quorum`` is out of range.
-            QuorumCallError: too many nodes failed (or the timeout passed) for
-                a quorum; it lists each node's failure.
+            ValueError: ``quorum`` is below 1, or ``method`` is malformed.
+            TypeError: the request or reply type is not the method's (when
+                its service is known locally).
+            QuorumCallError: the quorum cannot be reached: the configuration
+                is too small, or too many nodes failed or timed out; it lists
+                each node's failure.
+            RuntimeError: called outside the event loop of the streams.
         """
-        needed = self._check_quorum(quorum)
+        name = checked_method(method, request, reply_type)
+        deadline = deadline_of(timeout)
+        if quorum_function is None:
+            needed = self._needed(name, quorum)
+            decide: QuorumFunction[R, object] = functools.partial(_threshold, needed)
+        else:
+            if quorum is not None:
+                raise ValueError("give quorum or quorum_function, not both")
+            needed, decide = 0, quorum_function
         with self._tracer.tracer.start_as_current_span(SPAN_QUORUM_CALL) as span:
             recording = span.is_recording()
             if recording:
                 span.set_attributes(
-                    {ATTR_METHOD: method, ATTR_CONFIG_SIZE: len(self._nodes), ATTR_QUORUM: needed}
+                    {ATTR_METHOD: name, ATTR_CONFIG_SIZE: len(self._nodes), ATTR_QUORUM: needed}
                 )
-            entries = trace_entries() if recording else ()
-            collector: _Quorum[R] = _Quorum(len(self._nodes), needed, reply_type)
-            futures = await self._start_all(method, request.SerializeToString(), entries, collector)
+            collector: _Quorum[R] = _Quorum(len(self._nodes), needed, reply_type, decide)
+            futures = self._start_all(name, request.SerializeToString(), recording, collector)
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     await collector.done
             except TimeoutError:
-                collector.time_out(futures)
+                collector.time_out(futures, timeout)
             finally:
                 for future in futures.values():
                     future.cancel()
             if recording:
                 span.set_attribute(ATTR_REPLIES, len(collector.replies))
-            if len(collector.replies) < needed:
-                raise QuorumCallError(method, needed, collector.replies, collector.errors)
-            return collector.replies
+            if collector.result is _UNDECIDED:
+                raise QuorumCallError(name, needed, collector.replies, collector.errors)
+            return collector.result  # type: ignore[return-value]
 
     async def replies(
         self,
@@ -169,75 +219,100 @@ class Configuration(Sequence[Node]):
         reply_type: type[R],
         *,
         timeout: float | None = None,
+        ignore_errors: bool = False,
     ) -> AsyncIterator[NodeReply[R]]:
         """Call ``method`` on every node and yield each answer as it arrives.
 
-        For custom aggregation: stop iterating as soon as you have what you
-        need; the calls still outstanding are then abandoned. Yields one
-        ``NodeReply`` per node, holding the reply or the node's error (a
-        node still silent when ``timeout`` passes gets ``DEADLINE_EXCEEDED``).
+        For custom aggregation (Go Gorums' ``Results()``): stop iterating as
+        soon as you have what you need; the calls still outstanding are then
+        abandoned. Yields one ``NodeReply`` per node, holding the reply or
+        the node's error (a node still silent when ``timeout`` passes gets
+        ``DEADLINE_EXCEEDED``).
+
+        Args:
+            method: as ``quorum_call``.
+            request: the request message, sent to every node.
+            reply_type: the generated class of the reply.
+            timeout: seconds for the whole call.
+            ignore_errors: yield only replies, never errors.
         """
+        name = checked_method(method, request, reply_type)
+        deadline = deadline_of(timeout)
         arrivals: asyncio.Queue[NodeReply[R]] = asyncio.Queue()
         payload = request.SerializeToString()
         futures: dict[int, asyncio.Future[Message]] = {}
         for node in self._nodes:
             try:
-                future = await node.start(method, payload)
+                future = node.send_request(name, payload, call_entries(False))
             except CallError as error:
                 arrivals.put_nowait(NodeReply(node.id, None, error))
                 continue
             futures[node.id] = future
             future.add_done_callback(functools.partial(_queue_reply, arrivals, node.id, reply_type))
         try:
-            async with asyncio.timeout(timeout):
-                for _ in self._nodes:
-                    yield await arrivals.get()
-        except TimeoutError:
-            for node_id, future in futures.items():
-                if not future.done():
-                    late = CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "timed out", node_id)
-                    yield NodeReply(node_id, None, late)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    for _ in self._nodes:
+                        answer = await arrivals.get()
+                        if answer.error is None or not ignore_errors:
+                            yield answer
+            except TimeoutError:
+                if ignore_errors:
+                    return
+                for node_id, future in futures.items():
+                    if not future.done():
+                        yield NodeReply(node_id, None, timed_out(node_id, timeout))
         finally:
             for future in futures.values():
                 future.cancel()
 
     async def multicast(self, method: str, request: ProtoMessage) -> tuple[int, ...]:
-        """Send ``method`` one-way to every connected node.
+        """Send ``method`` one-way to every connected node; never waits.
+
+        A node that is disconnected, or whose send buffer is full (a peer
+        that stopped reading), does not get its copy: it is dropped, not
+        queued, so one stuck peer never blocks the others.
 
         Returns:
-            The IDs of the nodes it was sent to (disconnected nodes are skipped).
+            The IDs of the nodes it was sent to.
+
+        Raises:
+            ValueError, TypeError: as ``quorum_call``.
+            RuntimeError: called outside the event loop of the streams.
         """
+        name = checked_method(method, request, None)
         with self._tracer.tracer.start_as_current_span(SPAN_MULTICAST) as span:
             recording = span.is_recording()
             if recording:
-                span.set_attributes({ATTR_METHOD: method, ATTR_CONFIG_SIZE: len(self._nodes)})
-            entries = trace_entries() if recording else ()
+                span.set_attributes({ATTR_METHOD: name, ATTR_CONFIG_SIZE: len(self._nodes)})
+            entries = call_entries(recording)
             payload = request.SerializeToString()
-            sent = tuple(
-                [node.id for node in self._nodes if await node.cast(method, payload, entries)]
-            )
-            if recording:
-                span.set_attribute(ATTR_REPLIES, len(sent))
-            return sent
+            return tuple([node.id for node in self._nodes if node.cast(name, payload, entries)])
 
-    def _check_quorum(self, quorum: int | None) -> int:
+    def _needed(self, method: str, quorum: int | None) -> int:
         if quorum is None:
             quorum = self.majority()
-        if not isinstance(quorum, int) or not 1 <= quorum <= len(self._nodes):
-            raise ValueError(f"quorum must be 1..{len(self._nodes)} for {self!r}, got {quorum!r}")
+        if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
+            raise ValueError(f"quorum must be a positive int, got {quorum!r}")
+        if quorum > len(self._nodes):
+            raise QuorumCallError(
+                method,
+                quorum,
+                {},
+                {},
+                reason=f"a quorum of {quorum} is impossible in {self!r}",
+            )
         return quorum
 
-    async def _start_all(
-        self,
-        method: str,
-        payload: bytes,
-        entries: Sequence[tuple[str, str]],
-        collector: _Quorum[R],
+    def _start_all(
+        self, method: str, payload: bytes, recording: bool, collector: _Quorum[R]
     ) -> dict[int, asyncio.Future[Message]]:
+        """Send the request to every node at once (none waits on another)."""
+        entries = call_entries(recording)
         futures: dict[int, asyncio.Future[Message]] = {}
         for node in self._nodes:
             try:
-                futures[node.id] = await node.start(method, payload, entries)
+                futures[node.id] = node.send_request(method, payload, entries)
             except CallError as error:
                 collector.fail(node.id, error)
         for node_id, future in futures.items():
@@ -245,17 +320,34 @@ class Configuration(Sequence[Node]):
         return futures
 
 
+_UNDECIDED = object()
+
+
+def _threshold(needed: int, replies: Mapping[int, R]) -> dict[int, R] | None:
+    """The built-in quorum function: all replies, once there are ``needed``."""
+    return dict(replies) if len(replies) >= needed else None
+
+
 class _Quorum(Generic[R]):
-    """Counts replies of a quorum call; ``done`` resolves when it is decided."""
+    """Collects the replies of a quorum call; ``done`` resolves when it is decided.
 
-    __slots__ = ("done", "errors", "needed", "replies", "reply_type", "size")
+    It is decided when ``decide`` returns a result, when every node has
+    answered, or as soon as more nodes failed than a quorum of ``needed``
+    can spare (0: only a quorum function knows, so wait for every node).
+    """
 
-    def __init__(self, size: int, needed: int, reply_type: type[R]) -> None:
+    __slots__ = ("decide", "done", "errors", "needed", "replies", "reply_type", "result", "size")
+
+    def __init__(
+        self, size: int, needed: int, reply_type: type[R], decide: QuorumFunction[R, object]
+    ) -> None:
         self.size = size
         self.needed = needed
         self.reply_type = reply_type
+        self.decide = decide
         self.replies: dict[int, R] = {}
         self.errors: dict[int, CallError] = {}
+        self.result: object = _UNDECIDED
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def on_reply(self, node_id: int, future: asyncio.Future[Message]) -> None:
@@ -263,27 +355,34 @@ class _Quorum(Generic[R]):
             return
         error = future.exception()
         if error is not None:
-            self.fail(node_id, _as_call_error(error, node_id))
+            self.fail(node_id, as_call_error(error, node_id))
             return
         try:
             self.replies[node_id] = decode_reply(future.result(), self.reply_type, node_id)
         except CallError as call_error:
             self.fail(node_id, call_error)
             return
-        if len(self.replies) >= self.needed:
+        result = self.decide(self.replies)
+        if result is not None:
+            self.result = result
+            self.done.set_result(None)
+        elif len(self.replies) + len(self.errors) == self.size:
             self.done.set_result(None)
 
     def fail(self, node_id: int, error: CallError) -> None:
         self.errors[node_id] = error
-        if len(self.errors) > self.size - self.needed and not self.done.done():
+        if self.done.done():
+            return
+        hopeless = self.needed and len(self.errors) > self.size - self.needed
+        if hopeless or len(self.replies) + len(self.errors) == self.size:
             self.done.set_result(None)
 
-    def time_out(self, futures: dict[int, asyncio.Future[Message]]) -> None:
+    def time_out(
+        self, futures: Mapping[int, asyncio.Future[Message]], timeout: float | None
+    ) -> None:
         for node_id in futures:
             if node_id not in self.replies and node_id not in self.errors:
-                self.errors[node_id] = CallError(
-                    grpc.StatusCode.DEADLINE_EXCEEDED, "timed out", node_id
-                )
+                self.errors[node_id] = timed_out(node_id, timeout)
 
 
 def _queue_reply(
@@ -296,7 +395,7 @@ def _queue_reply(
         return
     error = future.exception()
     if error is not None:
-        arrivals.put_nowait(NodeReply(node_id, None, _as_call_error(error, node_id)))
+        arrivals.put_nowait(NodeReply(node_id, None, as_call_error(error, node_id)))
         return
     try:
         arrivals.put_nowait(
@@ -304,9 +403,3 @@ def _queue_reply(
         )
     except CallError as call_error:
         arrivals.put_nowait(NodeReply(node_id, None, call_error))
-
-
-def _as_call_error(error: BaseException, node_id: int) -> CallError:
-    if isinstance(error, CallError):
-        return error
-    return CallError(grpc.StatusCode.UNKNOWN, f"{type(error).__name__}: {error}", node_id)

@@ -97,7 +97,7 @@ class QuorumCallError(GorumsError):
 
     Attributes:
         method: the full method name called.
-        quorum: the number of replies needed.
+        quorum: the number of replies needed (0 when a quorum function decided).
         replies: the replies received before it failed, by node ID.
         errors: the failure of each node that did not reply, by node ID.
     """
@@ -108,13 +108,16 @@ class QuorumCallError(GorumsError):
         quorum: int,
         replies: Mapping[int, object],
         errors: Mapping[int, CallError],
+        *,
+        reason: str | None = None,
     ) -> None:
-        failures = "; ".join(
-            f"node {nid}: {err.code.name}: {err.details}" for nid, err in sorted(errors.items())
-        )
-        super().__init__(
-            f"{method}: quorum of {quorum} impossible with {len(replies)} replies ({failures})"
-        )
+        if reason is None:
+            failures = "; ".join(
+                f"node {nid}: {err.code.name}: {err.details}" for nid, err in sorted(errors.items())
+            )
+            wanted = f"quorum of {quorum}" if quorum else "the quorum function's quorum"
+            reason = f"{wanted} not reached with {len(replies)} replies ({failures})"
+        super().__init__(f"{method}: {reason}")
         self.method = method
         self.quorum = quorum
         self.replies = dict(replies)

@@ -16,9 +16,7 @@ from urllib.parse import unquote
 from gorums_mw import _address
 from gorums_mw._address import IPAddress
 from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
-
-GORUMS_ADDR_KEY = "gorums-addr"
-"""The metadata key carrying the caller's claimed listening address."""
+from gorums_mw._wire import GORUMS_ADDR_KEY
 
 
 @runtime_checkable
@@ -43,7 +41,8 @@ def identify_peer(context: CallContext) -> str:
 
     Returns:
         The claimed address, normalized (``127.0.0.1:9001``, ``[::1]:9001``),
-        or ``""`` when the caller sent no ``gorums-addr``.
+        or ``""`` when the caller sent no ``gorums-addr`` or the context has
+        no peer information (as Go Gorums' ``identifyPeer``: an external caller).
 
     Raises:
         InvalidAddressError: ``gorums-addr`` is malformed or repeated.
@@ -52,7 +51,11 @@ def identify_peer(context: CallContext) -> str:
     claimed = claimed_address(context.invocation_metadata() or ())
     if claimed is None:
         return ""
-    return validate_claim(context.peer(), claimed)
+    peer = context.peer()
+    if not peer:
+        _parse_claim(claimed)  # still refuse a malformed claim
+        return ""
+    return validate_claim(peer, claimed)
 
 
 def claimed_address(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:

@@ -21,7 +21,12 @@ from opentelemetry.util.types import AttributeValue
 
 from gorums_mw import _tracing as t
 from gorums_mw._configuration import Configuration
-from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
+from gorums_mw._errors import (
+    ConfigurationError,
+    InvalidAddressError,
+    PeerAddressMismatchError,
+    PeerCertificateError,
+)
 from gorums_mw._identity import (
     CallContext,
     check_certificate,
@@ -29,16 +34,15 @@ from gorums_mw._identity import (
     normalize_addr,
     validate_claim,
 )
+from gorums_mw._limits import ByteBudget, Limits
 from gorums_mw._node import Channel, Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
 from gorums_mw._peer import EXTERNAL_ID, MAX_NODE_ID, Peer, current_peer
 from gorums_mw._registrar import Cleanup
-from gorums_mw._stream._endpoint import DEFAULT_SEND_BUFFER, StreamEndpoint, message_ids
+from gorums_mw._settings import setting
+from gorums_mw._stream._endpoint import StreamEndpoint, message_ids
 from gorums_mw._stream._registry import HandlerRegistry
-
-GORUMS_CLIENT_KEY = "gorums-client"
-"""Metadata key a client peer (no listening address) sends on its NodeStream
-to be given a client ID and be callable through ``client_config()``."""
+from gorums_mw._wire import GORUMS_CLIENT_KEY
 
 FIRST_CLIENT_ID = MAX_NODE_ID + 1
 """Client peers get IDs from here up, never colliding with configured IDs."""
@@ -76,7 +80,8 @@ class InboundManager:
         my_id: int,
         nodes: InboundNodeOption,
         *,
-        send_buffer: int = DEFAULT_SEND_BUFFER,
+        limits: Limits | None = None,
+        budget: ByteBudget | None = None,
         on_config_change: ConfigCallback | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         handlers: HandlerRegistry | None = None,
@@ -87,7 +92,10 @@ class InboundManager:
         Args:
             my_id: this node's ID (1..2**32-1).
             nodes: the known nodes, from ``with_nodes``.
-            send_buffer: messages each inbound stream queues before senders wait.
+            limits: message size and buffer bounds of inbound streams;
+                default ``Limits()``.
+            budget: the byte budget its streams share (a ``System`` shares one
+                with its dialer); default one of ``limits.total_buffer``.
             on_config_change: called with the new configuration each time the
                 set of connected peers changes (not at construction).
             tracer_provider: where spans go; default the global provider.
@@ -102,18 +110,22 @@ class InboundManager:
         Raises:
             TypeError: ``nodes`` is not from ``with_nodes`` (``with_node_list``
                 numbers nodes by position, which replicas need not agree on).
-            ConfigurationError: ``my_id`` is not a valid node ID.
-            ValueError: ``send_buffer`` is not a positive int.
+            ConfigurationError: ``my_id`` is not a valid node ID or not one
+                of ``nodes``.
         """
         if not isinstance(nodes, InboundNodeOption):
             kind = "with_node_list" if isinstance(nodes, NodeListOption) else type(nodes).__name__
             raise TypeError(f"InboundManager needs with_nodes({{id: addr}}), not {kind}")
-        if not isinstance(send_buffer, int) or isinstance(send_buffer, bool) or send_buffer < 1:
-            raise ValueError(f"send_buffer must be a positive int, got {send_buffer!r}")
         self._my_id = check_node_id(my_id)
+        if my_id not in nodes.nodes:
+            raise ConfigurationError(
+                f"my_id {my_id} is not one of the nodes {sorted(nodes.nodes)}: a replica"
+                " must be in its own configuration"
+            )
         self._known = dict(nodes.nodes)
         self._id_of_addr = {addr: node_id for node_id, addr in self._known.items()}
-        self._send_buffer = send_buffer
+        self._limits = setting(limits, Limits, "limits")
+        self._budget = budget if budget is not None else ByteBudget(self._limits.total_buffer)
         self._on_change = on_config_change
         self._handlers = handlers
         self._require_certificate = require_certificate
@@ -147,6 +159,12 @@ class InboundManager:
     def known_nodes(self) -> dict[int, str]:
         """The known nodes: ID → normalized address."""
         return dict(self._known)
+
+    @property
+    def limits(self) -> Limits:
+        """The message size and buffer bounds of inbound streams. Give the server
+        ``limits.grpc_options()`` so grpc enforces the same message size."""
+        return self._limits
 
     @property
     def handlers(self) -> HandlerRegistry | None:
@@ -398,21 +416,27 @@ class InboundManager:
         timeout: float | None,
     ) -> Configuration:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
-            while True:
-                waiter = loop.create_future()
-                entry = (loop, waiter)
-                with self._lock:
-                    config = current()
-                    if cond(config):
-                        return config
-                    self._waiters.append(entry)
-                try:
-                    await waiter
-                finally:
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    waiter = loop.create_future()
+                    entry = (loop, waiter)
                     with self._lock:
-                        if entry in self._waiters:
-                            self._waiters.remove(entry)
+                        config = current()
+                        if cond(config):
+                            return config
+                        self._waiters.append(entry)
+                    try:
+                        await waiter
+                    finally:
+                        with self._lock:
+                            if entry in self._waiters:
+                                self._waiters.remove(entry)
+        except TimeoutError:
+            raise TimeoutError(
+                f"waited {timeout} s for {describe_condition(cond)}; the configuration was"
+                f" {current()!r}"
+            ) from None
 
     def _update(self, node_id: int) -> bool:
         """Attach node ``node_id`` to its preferred stream; True if membership changed.
@@ -513,7 +537,8 @@ class InboundManager:
             peer,
             self._handlers,
             accepted=True,
-            send_buffer=self._send_buffer,
+            limits=self._limits,
+            budget=self._budget,
             ids=self._message_ids,
         )
 
@@ -550,6 +575,15 @@ class InboundManager:
             t.ATTR_DECISION: decision,
             t.ATTR_CONFIG_SIZE: len(self._connected),
         }
+
+
+def describe_condition(cond: Callable[..., object]) -> str:
+    """A condition's name for an error message (``<lambda> at file:line`` for a lambda)."""
+    code = getattr(cond, "__code__", None)
+    name = getattr(cond, "__qualname__", None) or repr(cond)
+    if code is not None and name.endswith("<lambda>"):
+        return f"the condition {name} at {code.co_filename}:{code.co_firstlineno}"
+    return f"the condition {name}"
 
 
 def _node_id(node: Node) -> int:

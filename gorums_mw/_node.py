@@ -3,41 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
-from typing import Final, Protocol, TypeVar
+from typing import Protocol
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
-from opentelemetry import propagate
 
+from gorums_mw._calls import (
+    Entries,
+    R,
+    call_entries,
+    checked_method,
+    deadline_of,
+    decode_reply,
+    timed_out,
+)
 from gorums_mw._errors import CallError
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._tracing import ATTR_METHOD, ATTR_PEER_ID, SPAN_RPC, Tracer
 
-R = TypeVar("R", bound=ProtoMessage)
-
-Entries = Sequence[tuple[str, str]]
-
-_CODES: Final[Mapping[int, grpc.StatusCode]] = {code.value[0]: code for code in grpc.StatusCode}
-
 
 class Channel(Protocol):
     """What a node sends calls through: a NodeStream end or an in-process
-    dispatcher."""
+    dispatcher. Both belong to one event loop and refuse calls from others."""
 
     @property
     def closed(self) -> bool:
         """Whether calls can no longer be sent."""
         ...
 
-    def call(
-        self, method: str, payload: bytes, entries: Entries = ()
-    ) -> Awaitable[asyncio.Future[Message]]:
-        """Send a request; the awaitable gives the future of the reply."""
+    def call(self, method: str, payload: bytes, entries: Entries = ()) -> asyncio.Future[Message]:
+        """Send a request now (or once there is room); return the future of its reply."""
         ...
 
-    def cast(self, method: str, payload: bytes, entries: Entries = ()) -> Awaitable[None]:
-        """Send a one-way request."""
+    def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
+        """Send a one-way request if there is room now; return whether it was sent."""
         ...
 
 
@@ -92,70 +91,75 @@ class Node:
         """Call ``method`` on this node and return its reply.
 
         Args:
-            method: the protobuf full method name, ``pkg.Service.Method``.
+            method: the protobuf full method name, ``pkg.Service.Method``
+                (or grpc's ``/pkg.Service/Method``).
             request: the request message.
             reply_type: the generated class of the reply.
-            timeout: seconds to wait for the reply; None waits until the
-                stream ends.
+            timeout: seconds for the whole call, including any wait for room
+                in the send buffer; None waits until the stream ends.
 
         Raises:
             CallError: the node is not connected or the stream ended
                 (``UNAVAILABLE``), the timeout passed (``DEADLINE_EXCEEDED``),
-                or the handler failed (its status).
+                the request is too large (``RESOURCE_EXHAUSTED``), or the
+                handler failed (its status).
+            ValueError: ``method`` is malformed or unknown to its service.
+            TypeError: the request or reply type is not the method's (when
+                its service is known locally).
+            RuntimeError: called outside the event loop of the node's stream.
         """
+        name = checked_method(method, request, reply_type)
+        deadline = deadline_of(timeout)
         with self._tracer.tracer.start_as_current_span(SPAN_RPC) as span:
-            entries: list[tuple[str, str]] = []
-            if span.is_recording():
-                span.set_attributes({ATTR_METHOD: method, ATTR_PEER_ID: self.id})
-                entries = trace_entries()
-            reply = await self.start(method, request.SerializeToString(), entries)
+            recording = span.is_recording()
+            if recording:
+                span.set_attributes({ATTR_METHOD: name, ATTR_PEER_ID: self.id})
+            reply = self.send_request(name, request.SerializeToString(), call_entries(recording))
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     message = await reply
             except TimeoutError:
-                raise CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "timed out", self.id) from None
+                raise timed_out(self.id, timeout) from None
             finally:
                 reply.cancel()
             return decode_reply(message, reply_type, self.id)
 
-    async def start(
-        self, method: str, payload: bytes, entries: Entries = ()
-    ) -> asyncio.Future[Message]:
-        """Send a request; return the future of its reply message.
+    async def unicast(self, method: str, request: ProtoMessage) -> bool:
+        """Send ``method`` one-way to this node; never waits.
+
+        Returns:
+            Whether it was sent: False if the node is disconnected or its send
+            buffer is full (the message is then dropped).
 
         Raises:
-            CallError: ``UNAVAILABLE`` when the node is not connected.
+            ValueError, TypeError, RuntimeError: as ``rpc``.
+        """
+        name = checked_method(method, request, None)
+        return self.cast(name, request.SerializeToString())
+
+    def send_request(
+        self, method: str, payload: bytes, entries: Entries = ()
+    ) -> asyncio.Future[Message]:
+        """Send a request (a full method name, already checked); return the future of its reply.
+
+        Cancel the future to give up; a request still waiting for room in
+        the send buffer is then never sent.
+
+        Raises:
+            CallError: ``UNAVAILABLE`` when the node is not connected,
+                ``RESOURCE_EXHAUSTED`` when the request is too large.
         """
         channel = self._channel
         if channel is None or channel.closed:
             raise CallError(grpc.StatusCode.UNAVAILABLE, "node is not connected", self.id)
-        return await channel.call(method, payload, entries)
+        return channel.call(method, payload, entries)
 
-    async def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
-        """Send a one-way request; return whether the node was connected."""
+    def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
+        """Send a one-way request if there is room now; return whether it was sent."""
         channel = self._channel
         if channel is None or channel.closed:
             return False
         try:
-            await channel.cast(method, payload, entries)
+            return channel.cast(method, payload, entries)
         except CallError:
             return False
-        return True
-
-
-def decode_reply(message: Message, reply_type: type[R], node_id: int) -> R:
-    """The reply payload as ``reply_type``, or the ``CallError`` its status names."""
-    if message.HasField("status") and message.status.code != 0:
-        code = _CODES.get(message.status.code, grpc.StatusCode.UNKNOWN)
-        raise CallError(code, message.status.message, node_id)
-    try:
-        return reply_type.FromString(message.payload)
-    except Exception as exc:  # protobuf raises DecodeError and others
-        raise CallError(grpc.StatusCode.INTERNAL, f"bad reply payload: {exc}", node_id) from exc
-
-
-def trace_entries() -> list[tuple[str, str]]:
-    """The current trace context as message metadata entries."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return list(carrier.items())

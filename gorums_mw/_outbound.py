@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Protocol
 
 import grpc
 from grpc import aio
@@ -14,39 +14,71 @@ from opentelemetry import trace
 
 from gorums_mw._address import normalize_addr
 from gorums_mw._configuration import Configuration
+from gorums_mw._errors import ConfigurationError
+from gorums_mw._lifecycle import Lifecycle
+from gorums_mw._limits import ByteBudget, Limits
 from gorums_mw._node import Node
-from gorums_mw._options import NodeListOption
+from gorums_mw._options import NodeListOption, check_node_id
 from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._registrar import Cleanup
-from gorums_mw._settings import Backoff, Keepalive
-from gorums_mw._stream._endpoint import DEFAULT_SEND_BUFFER, StreamEndpoint
+from gorums_mw._settings import Backoff, Keepalive, setting
+from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw._stream._registry import HandlerRegistry
-from gorums_mw._stream._service import NODE_STREAM_PATH
 from gorums_mw._tracing import Tracer
-from gorums_mw.interceptors._server import GORUMS_ADDR_KEY
+from gorums_mw._wire import GORUMS_ADDR_KEY, GORUMS_CLIENT_KEY, GORUMS_NODE_ID_KEY, NODE_STREAM_PATH
 
 _log = logging.getLogger("gorums_mw")
-
-Attach = Callable[[Node, StreamEndpoint], Cleanup]
-Gate = Callable[[int], Awaitable[None]]
 
 _STABLE_SECONDS = 1.0
 """A stream that lived this long resets the reconnect backoff."""
 
 
+class StreamLinker(Protocol):
+    """How an outbound stream joins a larger membership (``System`` passes its
+    ``InboundManager``'s tiebreak); by default each stream simply connects its node."""
+
+    def attach(self, node: Node, endpoint: StreamEndpoint) -> Cleanup:
+        """Make ``endpoint`` carry calls to ``node``; return what undoes it."""
+        ...
+
+    async def wait_to_dial(self, node_id: int) -> None:
+        """Return when node ``node_id`` should be dialed (again)."""
+        ...
+
+
+class _DirectLinker:
+    """Each outbound stream connects its node; dial at once."""
+
+    def attach(self, node: Node, endpoint: StreamEndpoint) -> Cleanup:
+        node.attach(endpoint)
+
+        def detach() -> None:
+            if node.channel is endpoint:
+                node.attach(None)
+
+        return detach
+
+    async def wait_to_dial(self, node_id: int) -> None:
+        return
+
+
 class OutboundManager:
     """Dials nodes and keeps one NodeStream open to each, reconnecting with backoff.
 
-    Calls the other end makes back over a stream are served by ``handlers``.
-    Use as an async context manager, or call ``start()`` and ``close()``.
-    Calls must be made on the event loop that started it.
+    A stream counts as up once it is open on a connected channel: the
+    other end's response headers are never waited for (Go Gorums sends
+    them only with its first message). Calls the other end makes back over
+    a stream are served by ``handlers``. Use as an async context manager, or
+    ``await start()`` and ``await stop()``. Calls must be made on the event
+    loop that started it.
 
     Example::
 
-        async with OutboundManager(with_nodes({1: "127.0.0.1:9001", 2: "127.0.0.1:9002"})) as mgr:
-            await mgr.wait_connected(timeout=5)
-            replies = await mgr.config().quorum_call("echo.Echo.Say", req, EchoReply)
+        nodes = with_nodes({1: "127.0.0.1:9001", 2: "127.0.0.1:9002"})
+        async with OutboundManager(nodes) as dialer:
+            await dialer.wait_connected(timeout=5)
+            replies = await dialer.config().quorum_call("echo.Echo.Say", req, EchoReply)
     """
 
     def __init__(
@@ -54,13 +86,16 @@ class OutboundManager:
         nodes: NodeListOption,
         *,
         my_addr: str | None = None,
+        my_id: int | None = None,
         client_peer: bool = False,
         handlers: HandlerRegistry | None = None,
-        send_buffer: int = DEFAULT_SEND_BUFFER,
+        limits: Limits | None = None,
         keepalive: Keepalive | None = None,
         backoff: Backoff | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        linker: StreamLinker | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         """Prepare to dial ``nodes``.
 
@@ -69,49 +104,54 @@ class OutboundManager:
             my_addr: the address this process listens on, sent as
                 ``gorums-addr`` so servers know which replica is calling;
                 None to dial as an external client.
+            my_id: this replica's node ID, sent as ``gorums-node-id`` (Go
+                Gorums' form of the claim); servers check it like
+                ``gorums-addr``. Give it with ``my_addr``.
             client_peer: announce this process as a client peer (no listening
-                address) that servers may call back (``GORUMS_CLIENT_KEY``).
+                address) that servers may call back: sends ``gorums-client``
+                and ``gorums-node-id: 0``.
             handlers: serve the calls servers make back over the streams.
-            send_buffer: messages each stream queues before senders wait.
+            limits: message size and buffer bounds; default ``Limits()``.
             keepalive: keepalive settings; default ``Keepalive()``.
             backoff: reconnect delays; default ``Backoff()``.
             credentials: TLS channel credentials; default insecure.
             tracer_provider: where spans go; default the global provider.
+            linker: how streams join a membership; default each connects its node.
+            budget: the byte budget to share with other streams (a ``System``
+                shares one with its server); default one of ``limits.total_buffer``.
 
         Raises:
-            TypeError: ``nodes`` is not a node option.
-            ValueError: ``my_addr`` is malformed, or given with ``client_peer``.
+            TypeError: ``nodes`` is not a node option, or a setting has the wrong type.
+            ConfigurationError: ``my_addr`` or ``my_id`` is malformed, ``my_id``
+                comes without ``my_addr``, or either comes with ``client_peer``.
         """
         if not isinstance(nodes, NodeListOption):
             raise TypeError(f"nodes must come from with_nodes or with_node_list, got {nodes!r}")
-        if my_addr is not None and client_peer:
-            raise ValueError("a client peer has no listening address: pass my_addr or client_peer")
-        metadata: list[tuple[str, str]] = []
-        if my_addr is not None:
-            metadata.append((GORUMS_ADDR_KEY, normalize_addr(my_addr)))
-        if client_peer:
-            metadata.append(("gorums-client", "1"))
-        self._metadata = tuple(metadata)
+        self._metadata = _identity_metadata(my_addr, my_id, client_peer)
         self._handlers = handlers
-        self._send_buffer = send_buffer
-        self._keepalive = keepalive or Keepalive()
-        self._backoff = backoff or Backoff()
+        self._limits = setting(limits, Limits, "limits")
+        self._budget = budget if budget is not None else ByteBudget(self._limits.total_buffer)
+        self._keepalive = setting(keepalive, Keepalive, "keepalive")
+        self._backoff = setting(backoff, Backoff, "backoff")
         self._credentials = credentials
         self._tracer = Tracer(tracer_provider)
+        self._linker: StreamLinker = linker if linker is not None else _DirectLinker()
         self._nodes = {nid: Node(nid, addr, self._tracer) for nid, addr in nodes.nodes.items()}
         self._config = Configuration._sorted(tuple(self._nodes.values()), self._tracer)
-        self._attach: Attach = _attach_to_node
-        self._gate: Gate | None = None
+        self._lifecycle = Lifecycle("OutboundManager")
         self._channels: list[aio.Channel] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._changed: asyncio.Event | None = None
+        self._changed = asyncio.Event()
 
     def __repr__(self) -> str:
         connected = [node.id for node in self._config if node.connected]
-        return f"<OutboundManager nodes={list(self._nodes)} connected={connected}>"
+        return (
+            f"<OutboundManager {self._lifecycle.state} nodes={list(self._nodes)}"
+            f" connected={connected}>"
+        )
 
     async def __aenter__(self) -> OutboundManager:
-        self.start()
+        await self.start()
         return self
 
     async def __aexit__(
@@ -120,22 +160,29 @@ class OutboundManager:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        await self.stop()
 
     def config(self) -> Configuration:
         """The configuration of all dialed nodes (connected or not)."""
         return self._config
 
-    def start(self) -> None:
-        """Start dialing every node (idempotent)."""
-        if self._tasks:
-            return
-        self._changed = asyncio.Event()
+    async def start(self) -> None:
+        """Start dialing every node.
+
+        Raises:
+            RuntimeError: it was started before.
+        """
+        self._lifecycle.start()
         for node in self._nodes.values():
             self._tasks.append(asyncio.create_task(self._keep_connected(node)))
 
-    async def close(self) -> None:
-        """Close every stream and channel; calls in flight fail with ``UNAVAILABLE``."""
+    async def stop(self) -> None:
+        """Close every stream and channel; calls in flight fail with ``UNAVAILABLE``.
+
+        Safe to call more than once, and before ``start()``.
+        """
+        if not self._lifecycle.stop():
+            return
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -147,18 +194,30 @@ class OutboundManager:
         """Wait until ``count`` nodes (default all) have a stream up.
 
         Raises:
-            TimeoutError: ``timeout`` seconds passed first.
+            TimeoutError: ``timeout`` seconds passed first; it names the
+                nodes still disconnected.
+            RuntimeError: the manager is not started.
         """
+        self._lifecycle.require_started()
         needed = len(self._nodes) if count is None else count
-        async with asyncio.timeout(timeout):
-            while sum(node.connected for node in self._config) < needed:
-                if self._changed is None:
-                    raise RuntimeError("OutboundManager is not started")
-                self._changed.clear()
-                await self._changed.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while sum(node.connected for node in self._config) < needed:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            missing = [node.id for node in self._config if not node.connected]
+            raise TimeoutError(
+                f"{needed} of {len(self._nodes)} nodes not connected within {timeout} s"
+                f" (disconnected: {missing})"
+            ) from None
 
     def _channel(self, node: Node) -> aio.Channel:
-        options = [*self._keepalive.channel_options(), *self._backoff.channel_options()]
+        options = [
+            *self._keepalive.channel_options(),
+            *self._backoff.channel_options(),
+            *self._limits.grpc_options(),
+        ]
         if self._credentials is not None:
             channel = aio.secure_channel(node.address, self._credentials, options=options)
         else:
@@ -175,8 +234,7 @@ class OutboundManager:
         )
         attempt = 0
         while True:
-            if self._gate is not None:
-                await self._gate(node.id)
+            await self._linker.wait_to_dial(node.id)
             started = time.monotonic()
             await self._run_stream(
                 node, open_stream(None, metadata=self._metadata, wait_for_ready=True)
@@ -186,35 +244,43 @@ class OutboundManager:
 
     async def _run_stream(self, node: Node, call: aio.StreamStreamCall[Message, Message]) -> None:
         try:
-            await call.initial_metadata()
-            if call.done():
-                return
+            await call.wait_for_connection()
             peer = Peer(node.id, node.address, node.address)
             endpoint = StreamEndpoint(
-                peer, self._handlers, accepted=False, send_buffer=self._send_buffer
+                peer, self._handlers, accepted=False, limits=self._limits, budget=self._budget
             )
-            detach = self._attach(node, endpoint)
-            self._notify()
+            detach = self._linker.attach(node, endpoint)
+            self._changed.set()
             try:
                 await endpoint.run(call.read, call.write)
             finally:
                 detach()
-                self._notify()
+                self._changed.set()
         except aio.AioRpcError as exc:
             _log.debug("stream to node %d failed: %s", node.id, exc.code())
         finally:
             call.cancel()
 
-    def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
 
-
-def _attach_to_node(node: Node, endpoint: StreamEndpoint) -> Cleanup:
-    node.attach(endpoint)
-
-    def detach() -> None:
-        if node.channel is endpoint:
-            node.attach(None)
-
-    return detach
+def _identity_metadata(
+    my_addr: str | None, my_id: int | None, client_peer: bool
+) -> tuple[tuple[str, str], ...]:
+    """The metadata that identifies this dialer on each stream."""
+    if client_peer:
+        if my_addr is not None or my_id is not None:
+            raise ConfigurationError(
+                "a client peer has no listening address or node ID: pass my_addr/my_id"
+                " or client_peer, not both"
+            )
+        return ((GORUMS_CLIENT_KEY, "1"), (GORUMS_NODE_ID_KEY, "0"))
+    metadata: list[tuple[str, str]] = []
+    if my_addr is not None:
+        try:
+            metadata.append((GORUMS_ADDR_KEY, normalize_addr(my_addr)))
+        except ValueError as exc:
+            raise ConfigurationError(f"my_addr: {exc}") from exc
+    if my_id is not None:
+        if my_addr is None:
+            raise ConfigurationError("my_id needs my_addr: a replica claims both")
+        metadata.append((GORUMS_NODE_ID_KEY, str(check_node_id(my_id))))
+    return tuple(metadata)

@@ -2,8 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def setting(value: T | None, kind: type[T], name: str) -> T:
+    """``value``, or the default ``kind()`` when None.
+
+    Raises:
+        TypeError: ``value`` is not a ``kind``.
+    """
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _is_seconds(value: object) -> bool:
+    """Whether ``value`` is a finite number of seconds above zero (not a bool)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +48,9 @@ class Keepalive:
     def __post_init__(self) -> None:
         for name in ("interval", "timeout"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value <= 0:
+            if not _is_seconds(value):
                 raise ValueError(
-                    f"Keepalive.{name} must be a positive number of seconds, got {value!r}"
+                    f"Keepalive.{name} must be a finite, positive number of seconds, got {value!r}"
                 )
 
     @property
@@ -59,10 +86,17 @@ class Backoff:
     jitter: float = 0.2
 
     def __post_init__(self) -> None:
-        if not 0 < self.initial <= self.maximum:
-            raise ValueError(f"Backoff needs 0 < initial <= maximum, got {self!r}")
-        if self.multiplier < 1 or not 0 <= self.jitter < 1:
-            raise ValueError(f"Backoff needs multiplier >= 1 and 0 <= jitter < 1, got {self!r}")
+        for name in ("initial", "maximum", "multiplier"):
+            value = getattr(self, name)
+            if not _is_seconds(value):
+                raise ValueError(f"Backoff.{name} must be a finite, positive number, got {value!r}")
+        if not self.initial <= self.maximum:
+            raise ValueError(f"Backoff needs initial <= maximum, got {self!r}")
+        if self.multiplier < 1:
+            raise ValueError(f"Backoff.multiplier must be at least 1, got {self.multiplier!r}")
+        jitter = self.jitter
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
+            raise ValueError(f"Backoff.jitter must be in [0, 1), got {jitter!r}")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before reconnect attempt ``attempt`` (0-based)."""

@@ -11,14 +11,17 @@ from grpc import aio
 from opentelemetry import trace
 
 from gorums_mw._configuration import Configuration
-from gorums_mw._inbound_manager import ConfigCallback, InboundManager
+from gorums_mw._errors import ConfigurationError
+from gorums_mw._inbound_manager import ConfigCallback, InboundManager, describe_condition
+from gorums_mw._lifecycle import Lifecycle
+from gorums_mw._limits import ByteBudget, Limits
 from gorums_mw._node import Node
-from gorums_mw._options import InboundNodeOption, with_nodes
+from gorums_mw._options import InboundNodeOption, check_node_id, with_nodes
 from gorums_mw._outbound import OutboundManager
 from gorums_mw._peer import Peer
 from gorums_mw._registrar import Cleanup
-from gorums_mw._settings import Backoff, Keepalive
-from gorums_mw._stream._endpoint import DEFAULT_SEND_BUFFER, StreamEndpoint
+from gorums_mw._settings import Backoff, Keepalive, setting
+from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw._stream._local import LocalChannel
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._service import add_node_stream_service
@@ -52,7 +55,7 @@ class System:
         nodes: InboundNodeOption,
         *,
         listen: str | None = None,
-        send_buffer: int = DEFAULT_SEND_BUFFER,
+        limits: Limits | None = None,
         keepalive: Keepalive | None = None,
         backoff: Backoff | None = None,
         on_config_change: ConfigCallback | None = None,
@@ -67,7 +70,8 @@ class System:
             my_id: this replica's ID; must be one of ``nodes``.
             nodes: every replica, from ``with_nodes``.
             listen: the address to bind; default this replica's address in ``nodes``.
-            send_buffer: messages each stream queues before senders wait.
+            limits: message size and buffer bounds of every stream; the
+                server and the dialer share one ``total_buffer``.
             keepalive: bounds how fast a vanished replica is noticed.
             backoff: reconnect delays of outbound streams.
             on_config_change: called with ``config()`` whenever it changes.
@@ -81,14 +85,18 @@ class System:
                 does not name their claimed IP (see ``InboundManager``).
 
         Raises:
-            TypeError: ``nodes`` is not from ``with_nodes``.
-            ConfigurationError: ``my_id`` is not one of ``nodes``.
+            TypeError: ``nodes`` is not from ``with_nodes``, or a setting has
+                the wrong type.
+            ConfigurationError: ``my_id`` is not a valid ID or not one of ``nodes``.
         """
         if not isinstance(nodes, InboundNodeOption):
             raise TypeError("System needs with_nodes({id: addr, ...})")
-        if my_id not in nodes.nodes:
-            raise KeyError(f"my_id {my_id} is not one of the nodes {sorted(nodes.nodes)}")
-        self._keepalive = keepalive or Keepalive()
+        if check_node_id(my_id) not in nodes.nodes:
+            raise ConfigurationError(f"my_id {my_id} is not one of the nodes {sorted(nodes.nodes)}")
+        self._keepalive = setting(keepalive, Keepalive, "keepalive")
+        self._limits = setting(limits, Limits, "limits")
+        budget = ByteBudget(self._limits.total_buffer)
+        self._lifecycle = Lifecycle(f"System {my_id}")
         self._address = nodes.nodes[my_id]
         self._listen = listen or self._address
         self.handlers = HandlerRegistry()
@@ -98,7 +106,8 @@ class System:
         self.manager = InboundManager(
             my_id,
             nodes,
-            send_buffer=send_buffer,
+            limits=self._limits,
+            budget=budget,
             handlers=self.handlers,
             tracer_provider=tracer_provider,
             on_config_change=self._on_change if on_config_change is not None else None,
@@ -106,28 +115,34 @@ class System:
         )
         """The InboundManager of this replica."""
         self._self_node = Node(my_id, self._address, self.manager.tracer)
-        self._self_node.attach(LocalChannel(Peer(my_id, self._address, "local"), self.handlers))
+        self._local = LocalChannel(Peer(my_id, self._address, "local"), self.handlers)
+        self._self_node.attach(self._local)
         peers = {nid: addr for nid, addr in nodes.nodes.items() if nid != my_id}
         self._dialer = (
             OutboundManager(
                 with_nodes(peers),
                 my_addr=self._address,
+                my_id=my_id,
                 handlers=self.handlers,
-                send_buffer=send_buffer,
+                limits=self._limits,
+                budget=budget,
                 keepalive=self._keepalive,
                 backoff=backoff,
                 credentials=channel_credentials,
                 tracer_provider=tracer_provider,
+                linker=_TiebreakLinker(self),
             )
             if peers
             else None
         )
-        if self._dialer is not None:
-            self._dialer._attach = self._attach_outbound
-            self._dialer._gate = self._wait_while_inbound
         self.server = aio.server(
             interceptors=[PeerIdentityInterceptor(self.manager)],
-            options=self._keepalive.server_options(),
+            options=[
+                *self._keepalive.server_options(),
+                *self._limits.grpc_options(),
+                # grpc sets SO_REUSEPORT by default, so two replicas could share a port.
+                ("grpc.so_reuseport", 0),
+            ],
         )
         """The grpc.aio server; add ordinary services to it before ``start()``."""
         add_node_stream_service(self.manager, self.server)
@@ -163,22 +178,38 @@ class System:
         """Bind the server and start dialing the other replicas.
 
         Raises:
-            RuntimeError: the listen address could not be bound.
+            RuntimeError: the listen address could not be bound (for example,
+                another process listens there), or it was started before.
         """
-        if self._server_credentials is not None:
-            self._port = self.server.add_secure_port(self._listen, self._server_credentials)
-        else:
-            self._port = self.server.add_insecure_port(self._listen)
+        self._lifecycle.start()
+        self._local.bind_loop()
+        try:
+            if self._server_credentials is not None:
+                self._port = self.server.add_secure_port(self._listen, self._server_credentials)
+            else:
+                self._port = self.server.add_insecure_port(self._listen)
+        except RuntimeError as exc:
+            self._lifecycle.stop()
+            raise RuntimeError(
+                f"replica {self.id} could not listen on {self._listen}"
+                " (is another process listening there?)"
+            ) from exc
         if not self._port:
+            self._lifecycle.stop()
             raise RuntimeError(f"replica {self.id} could not listen on {self._listen}")
         await self.server.start()
         if self._dialer is not None:
-            self._dialer.start()
+            await self._dialer.start()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Close outbound streams, then stop the server (``grace`` seconds for calls in flight)."""
+        """Close outbound streams, then stop the server (``grace`` seconds for calls in flight).
+
+        Safe to call more than once, and before ``start()``.
+        """
+        if not self._lifecycle.stop():
+            return
         if self._dialer is not None:
-            await self._dialer.close()
+            await self._dialer.stop()
         await self.server.stop(grace)
 
     async def __aenter__(self) -> System:
@@ -211,24 +242,42 @@ class System:
         """Wait until ``cond(config())`` holds; return that configuration.
 
         Raises:
-            TimeoutError: ``timeout`` seconds passed first.
+            TimeoutError: ``timeout`` seconds passed first; it names ``cond``
+                and the configuration.
+            RuntimeError: the replica is not started.
         """
-        await self.manager.wait_for_config(lambda _: cond(self.config()), timeout)
+        self._lifecycle.require_started()
+        try:
+            await self.manager.wait_for_config(lambda _: cond(self.config()), timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"replica {self.id} waited {timeout} s for {describe_condition(cond)};"
+                f" its configuration was {self.config()!r}"
+            ) from None
         return self.config()
 
     def _on_change(self, _: Configuration) -> None:
         if self._user_callback is not None:
             self._user_callback(self.config())
 
-    def _attach_outbound(self, node: Node, endpoint: StreamEndpoint) -> Cleanup:
-        return self.manager.add_outbound(node.id, endpoint, endpoint.retire)
 
-    async def _wait_while_inbound(self, node_id: int) -> None:
+class _TiebreakLinker:
+    """Outbound streams of a replica join its ``InboundManager``, which keeps one
+    stream per pair: the one dialed by the lower ID."""
+
+    def __init__(self, system: System) -> None:
+        self._manager = system.manager
+        self._my_id = system.id
+
+    def attach(self, node: Node, endpoint: StreamEndpoint) -> Cleanup:
+        return self._manager.add_outbound(node.id, endpoint, endpoint.retire)
+
+    async def wait_to_dial(self, node_id: int) -> None:
         """A higher-ID replica does not dial a lower one whose stream it already uses."""
-        if node_id > self.id:
+        if node_id > self._my_id:
             return
-        inbound = self.manager.inbound_stream(node_id)
+        inbound = self._manager.inbound_stream(node_id)
         if inbound is not None:
-            await self.manager.wait_for_config(
-                lambda _: self.manager.inbound_stream(node_id) is not inbound
+            await self._manager.wait_for_config(
+                lambda _: self._manager.inbound_stream(node_id) is not inbound
             )

@@ -12,9 +12,9 @@ from grpc import aio
 
 from gorums_mw._peer import bind_peer
 from gorums_mw._registrar import Cleanup, PeerRegistrar
+from gorums_mw._wire import GORUMS_ADDR_KEY, NODE_STREAM_PATH
 
-GORUMS_ADDR_KEY: Final = "gorums-addr"
-NODE_STREAM_METHOD: Final = "/stream.Gorums/NodeStream"
+NODE_STREAM_METHOD: Final = NODE_STREAM_PATH
 """The grpc path of the NodeStream RPC, registered by default."""
 
 _REPEATED: Final = "\x00repeated"

@@ -41,7 +41,6 @@ def test_identify_peer_accepts(peer: str, claimed: str, expected: str) -> None:
         ("unix:", "[2001:db8::1]:9001"),
         ("ipv4:10.0.0.1:5", "127.0.0.1:9001"),
         ("vsock:1:2", "127.0.0.1:9001"),
-        ("", "127.0.0.1:9001"),
         ("ipv4:not-an-ip:5", "127.0.0.1:9001"),
     ],
 )
@@ -49,6 +48,14 @@ def test_identify_peer_mismatch(peer: str, claimed: str) -> None:
     with pytest.raises(PeerAddressMismatchError) as info:
         identify_peer(claim(peer, claimed))
     assert info.value.actual == peer
+
+
+@pytest.mark.parametrize("peer", ["", None])
+def test_identify_peer_without_peer_information_is_an_external_caller(peer: str | None) -> None:
+    # As Go Gorums' identifyPeer: no peer information, no identity (not a crash).
+    assert identify_peer(claim(peer, "127.0.0.1:9001")) == ""  # type: ignore[arg-type]
+    with pytest.raises(InvalidAddressError):  # a malformed claim is still refused
+        identify_peer(claim(peer, "not-an-address"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

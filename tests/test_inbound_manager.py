@@ -274,8 +274,6 @@ def test_with_node_list_is_a_type_error_at_run_time() -> None:
     with pytest.raises(TypeError, match="with_nodes"):
         InboundManager(1, with_node_list(["127.0.0.1:1"]))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        manager(send_buffer=0)
-    with pytest.raises(ValueError):
         InboundManager(0, with_nodes(NODES))
 
 

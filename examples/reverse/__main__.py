@@ -77,7 +77,7 @@ async def run(count: int) -> int:
     clients = [client(address, NAMES[i % len(NAMES)], 10 * (i + 1)) for i in range(count)]
     try:
         for each in clients:
-            each.start()
+            await each.start()
         config = await manager.wait_for_clients(lambda c: len(c) == count, timeout=10)
         print(f"server: {len(config)} client peers connected, IDs {list(config.ids)}", flush=True)
         quorum = count // 2 + 1
@@ -96,7 +96,7 @@ async def run(count: int) -> int:
     finally:
         await server.stop(None)
         for each in clients:
-            await each.close()
+            await each.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

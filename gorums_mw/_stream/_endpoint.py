@@ -1,10 +1,11 @@
 """One end of a NodeStream: a single writer, replies routed by message ID.
 
-Both ends of a stream allocate message IDs for the requests they send. The
+Both ends of a stream allocate message IDs for the messages they send. The
 end that dialed uses IDs below ``SERVER_ID_BIT``; the end that accepted uses
 IDs with that bit set, so the two never collide and a message's ID says
-whether it is a reply to us or a request for us. ID 0 marks a one-way
-message (multicast), which gets no reply.
+whether it is a reply to us or a request for us. One-way messages take an ID
+from the same partition but no reply is awaited (as upstream Go Gorums
+does); a request with ID 0 is one-way too (earlier gorums-mw versions).
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ import grpc
 from grpc import aio
 
 from gorums_mw._errors import CallError
+from gorums_mw._limits import (
+    QUEUED_OVERHEAD,
+    REFUSAL_SLACK,
+    SERVING_OVERHEAD,
+    ByteBudget,
+    Limits,
+)
 from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._send_queue import QueueClosed, SendQueue
 
 SERVER_ID_BIT: Final = 1 << 63
-"""Set in the IDs of requests sent by the end that accepted the stream."""
-
-DEFAULT_SEND_BUFFER: Final = 1024
-"""Messages a stream queues for its writer before senders wait."""
+"""Set in the IDs of messages sent by the end that accepted the stream."""
 
 RETIRE_QUIET: Final = 0.1
 """Seconds a retiring stream must be idle before it closes."""
@@ -37,7 +42,9 @@ RETIRE_QUIET: Final = 0.1
 RETIRE_LIMIT: Final = 5.0
 """Seconds after which a retiring stream closes even if still busy."""
 
-ONE_WAY: Final = 0
+ONE_WAY_KEY: Final = "gorums-one-way"
+"""Entry marking a one-way request, so a gorums-mw receiver sends no reply.
+Go Gorums knows one-way methods by their type and ignores the entry."""
 
 _log = logging.getLogger("gorums_mw")
 
@@ -45,31 +52,58 @@ ReadFn = Callable[[], Awaitable[object]]
 WriteFn = Callable[[Message], Awaitable[None]]
 Entries = Sequence[tuple[str, str]]
 
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+_RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+_ONE_WAY_ENTRY = MetadataEntry(key=ONE_WAY_KEY, value="1")
+
 
 def message_ids(*, accepted: bool) -> itertools.count[int]:
-    """A fresh generator of request IDs for one end of a stream."""
+    """A fresh generator of message IDs for one end of a stream."""
     return itertools.count(SERVER_ID_BIT + 1 if accepted else 1)
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def other_loop_error(what: str) -> RuntimeError:
+    """The error for a call made outside the event loop that runs ``what``."""
+    return RuntimeError(
+        f"{what} runs on another event loop: make calls from the loop that started it"
+        " (from another thread, use asyncio.run_coroutine_threadsafe)"
+    )
 
 
 class StreamEndpoint:
     """Sends requests on one NodeStream, routes their replies, serves the
     peer's requests with a ``HandlerRegistry``.
 
-    Every send goes through one bounded queue drained by one writer task.
-    At most ``send_buffer`` of the peer's requests are served at once; more
-    are answered ``RESOURCE_EXHAUSTED`` without waiting (never blocking the
-    reader, so replies to our own calls keep flowing). When the stream ends,
-    every call in flight fails at once with ``UNAVAILABLE``. Use from the
-    event loop that runs the stream only.
+    Every send goes through one queue drained by one writer task, bounded
+    in bytes (``Limits.stream_buffer`` per stream, ``total_buffer`` shared
+    through ``budget``). A call waits for room as long as its reply future
+    is pending; a one-way message never waits (it is dropped when there is
+    no room). A peer's request beyond the budget is answered
+    ``RESOURCE_EXHAUSTED`` at once and dropped, so the reader never blocks
+    and replies to our own calls keep flowing. A message above
+    ``Limits.max_message`` fails alone with ``RESOURCE_EXHAUSTED``. When the
+    stream ends, every call in flight fails at once with ``UNAVAILABLE``.
+    Use from the event loop that runs the stream; calls from another loop
+    raise ``RuntimeError`` at once.
     """
 
     __slots__ = (
         "_activity",
+        "_budget",
         "_closed",
         "_ended",
         "_handlers",
         "_ids",
-        "_max_serving",
+        "_limits",
+        "_loop",
         "_pending",
         "_queue",
         "_registry",
@@ -84,25 +118,31 @@ class StreamEndpoint:
         registry: HandlerRegistry | None,
         *,
         accepted: bool,
-        send_buffer: int = DEFAULT_SEND_BUFFER,
+        limits: Limits | None = None,
+        budget: ByteBudget | None = None,
         ids: itertools.count[int] | None = None,
     ) -> None:
         self.peer = peer
         self._registry = registry
+        self._limits = limits if limits is not None else Limits()
+        self._budget = ByteBudget(self._limits.stream_buffer, budget)
         self._ids = ids if ids is not None else message_ids(accepted=accepted)
         self._reply_bit = SERVER_ID_BIT if accepted else 0
-        self._queue: SendQueue[Message] = SendQueue(send_buffer)
-        self._max_serving = send_buffer
+        self._queue: SendQueue[Message] = SendQueue(self._budget)
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._ended: asyncio.Event | None = None
         self._activity: asyncio.Event | None = None
+        self._loop = running_loop()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<StreamEndpoint peer={self.peer.id} {state} in_flight={len(self._pending)}>"
+        return (
+            f"<StreamEndpoint peer={self.peer.id} {state} in_flight={len(self._pending)}"
+            f" buffered={self._budget.used}>"
+        )
 
     @property
     def accepted(self) -> bool:
@@ -119,39 +159,77 @@ class StreamEndpoint:
         """Calls sent on this stream that wait for a reply."""
         return len(self._pending)
 
-    async def call(
-        self, method: str, payload: bytes, entries: Entries = ()
-    ) -> asyncio.Future[Message]:
+    @property
+    def buffered(self) -> int:
+        """Bytes this stream buffers now: queued messages and requests in service."""
+        return self._budget.used
+
+    def call(self, method: str, payload: bytes, entries: Entries = ()) -> asyncio.Future[Message]:
         """Send a request; return the future of its reply message.
 
+        The request is queued at once, or as soon as there is room while the
+        future is pending; cancel the future to give up (a request still
+        waiting for room is then never sent).
+
         Raises:
-            CallError: ``UNAVAILABLE`` if the stream has ended.
+            CallError: ``UNAVAILABLE`` if the stream has ended,
+                ``RESOURCE_EXHAUSTED`` if the request exceeds ``max_message``.
+            RuntimeError: called outside the stream's event loop.
         """
+        loop = self._check_loop()
         msg_id = next(self._ids)
-        reply: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        message = self._message(msg_id, method, payload, entries)
+        size = self._check_size(message, "request")
+        reply: asyncio.Future[Message] = loop.create_future()
         self._pending[msg_id] = reply
         reply.add_done_callback(lambda _: self._pending.pop(msg_id, None))
-        await self._send(msg_id, method, payload, entries)
+        self._queue.put(message, size + QUEUED_OVERHEAD, reply)
         return reply
 
-    async def cast(self, method: str, payload: bytes, entries: Entries = ()) -> None:
-        """Send a one-way request (no reply).
+    def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
+        """Send a one-way request (no reply) if there is room now.
+
+        Returns:
+            Whether it was queued; False when the send buffer is full (it is
+            dropped, never waited for).
 
         Raises:
-            CallError: ``UNAVAILABLE`` if the stream has ended.
+            CallError: as ``call``.
+            RuntimeError: called outside the stream's event loop.
         """
-        await self._send(ONE_WAY, method, payload, entries)
+        self._check_loop()
+        message = self._message(next(self._ids), method, payload, entries)
+        message.entry.append(_ONE_WAY_ENTRY)
+        size = self._check_size(message, "request")
+        return self._queue.offer(message, size + QUEUED_OVERHEAD)
 
-    async def _send(self, msg_id: int, method: str, payload: bytes, entries: Entries) -> None:
+    def _check_loop(self) -> asyncio.AbstractEventLoop:
+        loop = running_loop()
+        if loop is None or (self._loop is not None and loop is not self._loop):
+            raise other_loop_error(f"the stream to node {self.peer.id}")
+        self._loop = loop
+        if self._closed:
+            raise self._unavailable()
+        return loop
+
+    @staticmethod
+    def _message(msg_id: int, method: str, payload: bytes, entries: Entries) -> Message:
         message = Message(message_seq_no=msg_id, method=method, payload=payload)
         if entries:
             message.entry.extend(MetadataEntry(key=k, value=v) for k, v in entries)
-        if self._closed:
-            raise self._unavailable()
-        try:
-            await self._queue.put(message)
-        except QueueClosed:
-            raise self._unavailable() from None
+        return message
+
+    def _check_size(self, message: Message, what: str) -> int:
+        size = message.ByteSize()
+        if size > self._limits.max_message:
+            raise CallError(_RESOURCE_EXHAUSTED, self._too_large(what, size), self.peer.id)
+        return size
+
+    def _too_large(self, what: str, size: int) -> str:
+        return (
+            f"{what} of {size} bytes exceeds the message limit of"
+            f" {self._limits.max_message} bytes (Limits.max_message)"
+        )
 
     async def run(self, read: ReadFn, write: WriteFn) -> None:
         """Carry the stream until it ends or ``close()`` is called.
@@ -163,6 +241,7 @@ class StreamEndpoint:
         """
         if self._closed:
             return
+        self._loop = asyncio.get_running_loop()
         tasks = [
             asyncio.create_task(self._read_loop(read)),
             asyncio.create_task(self._write_loop(write)),
@@ -236,35 +315,51 @@ class StreamEndpoint:
         if self._activity is not None:
             self._activity.set()
         msg_id = message.message_seq_no
-        if msg_id != ONE_WAY and msg_id & SERVER_ID_BIT == self._reply_bit:
-            reply = self._pending.pop(msg_id, None)
+        if msg_id and msg_id & SERVER_ID_BIT == self._reply_bit:
+            reply = self._pending.get(msg_id)
             if reply is not None and not reply.done():
                 reply.set_result(message)
             return
+        size = len(message.payload) + SERVING_OVERHEAD
         if self._registry is None:
             self._refuse(message, grpc.StatusCode.UNIMPLEMENTED, "this node serves no methods")
-        elif len(self._handlers) >= self._max_serving:
-            self._refuse(message, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many requests")
+        elif not self._budget.try_take(size):
+            self._refuse(
+                message,
+                _RESOURCE_EXHAUSTED,
+                f"stream buffer full: {self._budget.used} bytes buffered"
+                f" (Limits.stream_buffer {self._limits.stream_buffer},"
+                f" total_buffer {self._limits.total_buffer})",
+            )
         else:
-            task = asyncio.create_task(self._serve(message, self._registry))
+            task = asyncio.create_task(
+                self._serve(message, self._registry, size, _is_one_way(message))
+            )
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
     def _refuse(self, request: Message, code: grpc.StatusCode, details: str) -> None:
         """Answer ``request`` with an error if the send queue has room; never wait."""
-        if request.message_seq_no == ONE_WAY:
+        if _is_one_way(request):
             return
-        reply = Message(message_seq_no=request.message_seq_no, method=request.method)
-        reply.status.code = code.value[0]
-        reply.status.message = details
-        if not self._queue.offer(reply):
+        reply = _error_reply(request, code, details)
+        if not self._queue.offer(reply, reply.ByteSize() + QUEUED_OVERHEAD, REFUSAL_SLACK):
             _log.debug("dropped %s from peer %s: send queue full", request.method, self.peer.id)
 
-    async def _serve(self, request: Message, registry: HandlerRegistry) -> None:
-        reply = await registry.handle(request, self.peer)
-        if reply is not None and not self._closed:
-            with contextlib.suppress(QueueClosed):
-                await self._queue.put(reply)
+    async def _serve(
+        self, request: Message, registry: HandlerRegistry, size: int, one_way: bool
+    ) -> None:
+        try:
+            reply = await registry.handle(request, self.peer, one_way=one_way)
+        finally:
+            self._budget.release(size)
+        if reply is None or self._closed:
+            return
+        reply_size = reply.ByteSize()
+        if reply_size > self._limits.max_message:
+            reply = _error_reply(request, _RESOURCE_EXHAUSTED, self._too_large("reply", reply_size))
+            reply_size = reply.ByteSize()
+        self._queue.push(reply, reply_size + QUEUED_OVERHEAD)
 
     async def _write_loop(self, write: WriteFn) -> None:
         try:
@@ -276,4 +371,18 @@ class StreamEndpoint:
             _log.debug("writing to peer %s failed: %s", self.peer.id, exc)
 
     def _unavailable(self) -> CallError:
-        return CallError(grpc.StatusCode.UNAVAILABLE, "stream to node ended", self.peer.id)
+        return CallError(_UNAVAILABLE, "stream to node ended", self.peer.id)
+
+
+def _is_one_way(request: Message) -> bool:
+    """Whether ``request`` wants no reply: ID 0, or marked one-way by its sender."""
+    if not request.message_seq_no:
+        return True
+    return any(entry.key == ONE_WAY_KEY for entry in request.entry)
+
+
+def _error_reply(request: Message, code: grpc.StatusCode, details: str) -> Message:
+    reply = Message(message_seq_no=request.message_seq_no, method=request.method)
+    reply.status.code = code.value[0]
+    reply.status.message = details
+    return reply

@@ -106,7 +106,9 @@ class HandlerRegistry:
         """The full names (``pkg.Service.Method``) of the methods added by service."""
         return frozenset(self._registered)
 
-    async def handle(self, request: Message, peer: Peer) -> Message | None:
+    async def handle(
+        self, request: Message, peer: Peer, *, one_way: bool = False
+    ) -> Message | None:
         """Call the method ``request`` names and build the reply.
 
         While the handler runs, ``current_peer()`` returns ``peer``, and the
@@ -115,8 +117,9 @@ class HandlerRegistry:
         run in the calling task; plain functions run in a worker thread.
 
         Args:
-            request: a NodeStream request; ``message_seq_no`` 0 makes it one-way.
+            request: a NodeStream request.
             peer: the node that sent it.
+            one_way: the sender wants no reply.
 
         Returns:
             The reply, with the request's sequence number and method and
@@ -137,14 +140,19 @@ class HandlerRegistry:
             try:
                 method = self._resolve(name)
             except Exception as exc:
-                return _fail(request, peer, _UNKNOWN, f"resolving {name}: {_describe(exc)}")
+                return _fail(
+                    request, peer, one_way, _UNKNOWN, f"resolving {name}: {_describe(exc)}"
+                )
             if method is None:
-                return _fail(request, peer, grpc.StatusCode.UNIMPLEMENTED, f"unknown method {name}")
+                return _fail(
+                    request, peer, one_way, grpc.StatusCode.UNIMPLEMENTED, f"unknown method {name}"
+                )
         behaviour = method.behaviour
         if behaviour is None:
             return _fail(
                 request,
                 peer,
+                one_way,
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"{name} is a streaming method; only unary methods can be called over NodeStream",
             )
@@ -154,6 +162,7 @@ class HandlerRegistry:
             return _fail(
                 request,
                 peer,
+                one_way,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"cannot parse the {name} request: {_describe(exc)}",
             )
@@ -173,10 +182,12 @@ class HandlerRegistry:
                 if inspect.isawaitable(reply):  # a plain function returning a coroutine
                     reply = await reply
         except _Abort as exc:
-            return _fail(request, peer, exc.code, exc.details)
+            return _fail(request, peer, one_way, exc.code, exc.details)
         except Exception as exc:
             code = context.code()
-            return _fail(request, peer, _UNKNOWN if code in (None, _OK) else code, _describe(exc))
+            return _fail(
+                request, peer, one_way, _UNKNOWN if code in (None, _OK) else code, _describe(exc)
+            )
         finally:
             if trace_token is not None:
                 otel_context.detach(trace_token)
@@ -184,8 +195,8 @@ class HandlerRegistry:
 
         code = context.code()
         if code is not None and code is not _OK:
-            return _fail(request, peer, code, context.details())
-        if not request.message_seq_no:
+            return _fail(request, peer, one_way, code, context.details())
+        if one_way:
             return None
         try:
             payload = method.serialize(reply)
@@ -193,6 +204,7 @@ class HandlerRegistry:
             return _fail(
                 request,
                 peer,
+                one_way,
                 grpc.StatusCode.INTERNAL,
                 f"cannot serialize the {name} reply: {_describe(exc)}",
             )
@@ -228,9 +240,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _fail(request: Message, peer: Peer, code: grpc.StatusCode, details: str) -> Message | None:
+def _fail(
+    request: Message, peer: Peer, one_way: bool, code: grpc.StatusCode, details: str
+) -> Message | None:
     """The error reply to ``request``, or None (after a debug log) if it is one-way."""
-    if not request.message_seq_no:
+    if one_way:
         _log.debug(
             "one-way %s from node %d failed: %s: %s", request.method, peer.id, code.name, details
         )

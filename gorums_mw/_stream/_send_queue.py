@@ -1,62 +1,77 @@
-"""A bounded FIFO with one consumer that can be closed, waking every waiter."""
+"""The queue feeding a stream's single writer, bounded in bytes, closable."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from gorums_mw._limits import ByteBudget
 
 T = TypeVar("T")
 
 
 class QueueClosed(Exception):
-    """The queue was closed while putting or getting."""
+    """The queue was closed while getting."""
 
 
 class SendQueue(Generic[T]):
-    """Bounded queue feeding a stream's single writer.
+    """FIFO of items for one consumer, bounded by a ``ByteBudget``.
 
-    Unlike ``asyncio.Queue`` it can be closed: every blocked ``put`` and
-    ``get`` then raises ``QueueClosed`` at once, so nothing waits forever on
-    a stream that is gone.
+    Three ways in: ``offer`` adds an item only if there is room now;
+    ``put`` adds it now or, when full, once room frees (unless its owner
+    future is done by then: a call that timed out or was cancelled never
+    sends, and its wait ends at once); ``push`` adds it regardless (replies,
+    which never wait). Room is counted in bytes on the budget, so a queue
+    blocked by its owner's shared budget wakes when another stream frees
+    bytes. ``close`` drops everything, returns the bytes, and makes ``get``
+    raise ``QueueClosed``. Use from one event loop.
     """
 
-    __slots__ = ("_closed", "_items", "_maxsize", "_not_empty", "_not_full")
+    __slots__ = ("_budget", "_closed", "_items", "_not_empty", "_root", "_waiters")
 
-    def __init__(self, maxsize: int) -> None:
-        self._items: deque[T] = deque()
-        self._maxsize = maxsize
+    def __init__(self, budget: ByteBudget) -> None:
+        self._budget = budget
+        root = budget
+        while root.parent is not None:
+            root = root.parent
+        self._root = root
+        self._items: deque[tuple[T, int]] = deque()
+        self._waiters: dict[asyncio.Future[Any], tuple[T, int]] = {}
         self._closed = False
         self._not_empty: asyncio.Future[None] | None = None
-        self._not_full: list[asyncio.Future[None]] = []
 
     def __len__(self) -> int:
         return len(self._items)
 
-    async def put(self, item: T) -> None:
-        """Append ``item``, waiting while the queue is full."""
-        while len(self._items) >= self._maxsize and not self._closed:
-            waiter = asyncio.get_running_loop().create_future()
-            self._not_full.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._not_full:
-                    self._not_full.remove(waiter)
-        if self._closed:
-            raise QueueClosed
-        self._items.append(item)
-        if self._not_empty is not None and not self._not_empty.done():
-            self._not_empty.set_result(None)
+    @property
+    def waiting(self) -> int:
+        """Items waiting for room."""
+        return len(self._waiters)
 
-    def offer(self, item: T) -> bool:
-        """Append ``item`` if there is room now; return whether it was added."""
-        if self._closed or len(self._items) >= self._maxsize:
+    def offer(self, item: T, size: int, slack: int = 0) -> bool:
+        """Add ``item`` if there is room now (``slack`` bytes beyond the budget
+        count as room) and nothing waits before it."""
+        if self._closed or self._waiters or not self._budget.try_take(size, slack):
             return False
-        self._items.append(item)
-        if self._not_empty is not None and not self._not_empty.done():
-            self._not_empty.set_result(None)
+        self._append(item, size)
         return True
+
+    def put(self, item: T, size: int, owner: asyncio.Future[Any]) -> None:
+        """Add ``item`` now if there is room, else once there is (while ``owner`` is pending)."""
+        if self.offer(item, size) or self._closed:
+            return
+        if not self._waiters:
+            self._root.listen(self._promote)
+        self._waiters[owner] = (item, size)
+        owner.add_done_callback(self._forget)
+
+    def push(self, item: T, size: int) -> None:
+        """Add ``item`` even beyond the budget (a reply: it must not wait)."""
+        if self._closed:
+            return
+        self._budget.take(size)
+        self._append(item, size)
 
     async def get(self) -> T:
         """Remove and return the oldest item, waiting while empty."""
@@ -65,19 +80,43 @@ class SendQueue(Generic[T]):
                 raise QueueClosed
             self._not_empty = asyncio.get_running_loop().create_future()
             await self._not_empty
-        item = self._items.popleft()
-        while self._not_full:
-            waiter = self._not_full.pop(0)
-            if not waiter.done():
-                waiter.set_result(None)
-                break
+        item, size = self._items.popleft()
+        self._budget.release(size)
         return item
 
     def close(self) -> None:
-        """Refuse further items and wake every waiter."""
+        """Drop every item and waiter, return their bytes, wake the consumer."""
+        if self._closed:
+            return
         self._closed = True
+        released = sum(size for _, size in self._items)
         self._items.clear()
-        for waiter in [self._not_empty, *self._not_full]:
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-        self._not_full.clear()
+        if self._waiters:
+            self._waiters.clear()
+            self._root.unlisten(self._promote)
+        if released:
+            self._budget.release(released)
+        if self._not_empty is not None and not self._not_empty.done():
+            self._not_empty.set_result(None)
+
+    def _append(self, item: T, size: int) -> None:
+        self._items.append((item, size))
+        if self._not_empty is not None and not self._not_empty.done():
+            self._not_empty.set_result(None)
+
+    def _promote(self) -> None:
+        """Move waiters in, oldest first, while there is room."""
+        while self._waiters:
+            owner = next(iter(self._waiters))
+            item, size = self._waiters[owner]
+            if not self._budget.try_take(size):
+                return
+            del self._waiters[owner]
+            owner.remove_done_callback(self._forget)
+            self._append(item, size)
+        self._root.unlisten(self._promote)
+
+    def _forget(self, owner: asyncio.Future[Any]) -> None:
+        """An owner finished while waiting: its item will never be sent."""
+        if self._waiters.pop(owner, None) is not None and not self._waiters:
+            self._root.unlisten(self._promote)

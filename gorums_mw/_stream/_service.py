@@ -10,13 +10,10 @@ from grpc import aio
 from gorums_mw._peer import bind_peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import StreamEndpoint
+from gorums_mw._wire import NODE_STREAM_SERVICE
 
 if TYPE_CHECKING:
     from gorums_mw._inbound_manager import InboundManager
-
-SERVICE_NAME = "stream.Gorums"
-NODE_STREAM_PATH = "/stream.Gorums/NodeStream"
-"""The grpc path of the NodeStream RPC."""
 
 
 def add_node_stream_service(manager: InboundManager, server: aio.Server) -> None:
@@ -53,4 +50,6 @@ def add_node_stream_service(manager: InboundManager, server: aio.Server) -> None
         response_serializer=Message.SerializeToString,
     )
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {"NodeStream": handler}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(NODE_STREAM_SERVICE, handlers),)
+    )

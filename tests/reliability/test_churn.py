@@ -22,7 +22,7 @@ from gorums_mw import (
 from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import StreamEndpoint
-from gorums_mw._stream._service import NODE_STREAM_PATH
+from gorums_mw._wire import NODE_STREAM_PATH
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc

@@ -73,19 +73,19 @@ async def test_request_ids_never_collide() -> None:
 
 async def test_close_fails_calls_in_flight_at_once(pair: Pair) -> None:
     client, _, servicer = pair
-    reply = await client.call(SAY, say("x"))
+    reply = client.call(SAY, say("x"))
     await asyncio.wait_for(servicer.started.wait(), 5)
     client.close()
     with pytest.raises(CallError) as info:
         await asyncio.wait_for(reply, 5)
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
     with pytest.raises(CallError):
-        await client.call(SAY, say("after"))
+        client.call(SAY, say("after"))
 
 
 async def test_retire_answers_calls_in_flight_then_closes(pair: Pair) -> None:
     client, server, servicer = pair
-    reply = await client.call(SAY, say("in flight"))
+    reply = client.call(SAY, say("in flight"))
     await asyncio.wait_for(servicer.started.wait(), 5)
     server.retire()  # the accepting end lost a tiebreak while serving
     await asyncio.sleep(0)

@@ -65,10 +65,10 @@ async def cluster() -> AsyncIterator[tuple[InboundManager, list[OutboundManager]
         for peer_id in (2, 3, 4)
     ]
     for peer in peers:
-        peer.start()
+        await peer.start()
     yield manager, peers
     for peer in peers:
-        await peer.close()
+        await peer.stop()
     await server.server.stop(None)
 
 
@@ -94,7 +94,7 @@ async def test_peer_leaving_fails_calls_fast(
 ) -> None:
     manager, peers = cluster
     config = await manager.wait_for_config(lambda c: c.ids == (2, 3, 4), timeout=10)
-    await peers[0].close()
+    await peers[0].stop()
     await manager.wait_for_config(lambda c: c.ids == (3, 4), timeout=5)
     node2 = config.node(2)
     assert not node2.connected
@@ -116,7 +116,7 @@ async def test_reverse_calls_to_client_peers() -> None:
     ]
     try:
         for client in clients:
-            client.start()
+            await client.start()
         config = await manager.wait_for_config(lambda c: True, timeout=1)
         assert config.ids == ()  # client peers are never in the replica configuration
         clients_config = await manager.wait_for_clients(lambda c: len(c) == 3, timeout=10)
@@ -125,9 +125,9 @@ async def test_reverse_calls_to_client_peers() -> None:
             SAY, Request(text="ping"), Reply, quorum=3, timeout=5
         )
         assert sorted(r.node_id for r in replies.values()) == [100, 101, 102]
-        await clients[0].close()
+        await clients[0].stop()
         await manager.wait_for_clients(lambda c: len(c) == 2, timeout=10)
     finally:
         for client in clients:
-            await client.close()
+            await client.stop()
         await server.server.stop(None)

@@ -263,7 +263,7 @@ async def test_one_way_runs_the_handler_and_returns_none() -> None:
 
     registry = registry_for(EchoServicer(say))
 
-    assert await registry.handle(request("fire", seq=0), PEER) is None
+    assert await registry.handle(request("fire"), PEER, one_way=True) is None
     assert ran.is_set()
 
 
@@ -273,8 +273,8 @@ async def test_one_way_errors_are_logged_not_returned(caplog: pytest.LogCaptureF
 
     registry = registry_for(EchoServicer(say))
     with caplog.at_level(logging.DEBUG, logger="gorums_mw"):
-        assert await registry.handle(request(seq=0), PEER) is None
-        assert await registry.handle(request(seq=0, method="echo.Echo.Nope"), PEER) is None
+        assert await registry.handle(request(), PEER, one_way=True) is None
+        assert await registry.handle(request(method="echo.Echo.Nope"), PEER, one_way=True) is None
 
     assert [r.getMessage() for r in caplog.records] == [
         "one-way echo.Echo.Say from node 2 failed: UNKNOWN: ValueError: boom",

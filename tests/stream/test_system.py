@@ -156,8 +156,10 @@ async def test_handler_error_and_unknown_method_keep_stream_up() -> None:
         with pytest.raises(CallError) as info:
             await node.rpc(SAY, Request(number=13), Reply, timeout=5)
         assert info.value.code == grpc.StatusCode.UNKNOWN and "unlucky" in info.value.details
-        with pytest.raises(CallError) as info:
+        with pytest.raises(ValueError, match="no method 'Nope'"):  # Echo is known here
             await node.rpc("echo.Echo.Nope", Request(), Reply, timeout=5)
+        with pytest.raises(CallError) as info:  # a service only the peer might know
+            await node.rpc("elsewhere.Echo.Nope", Request(), Reply, timeout=5)
         assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
         reply = await node.rpc(SAY, Request(), Reply, timeout=5)
         assert reply.node_id == 2
@@ -172,8 +174,10 @@ async def test_quorum_call_reports_each_failure() -> None:
             await replicas[1].config().quorum_call(SAY, Request(number=13), Reply, timeout=5)
         assert sorted(info.value.errors) == [1, 2] or len(info.value.errors) >= 2
         assert all(e.code == grpc.StatusCode.UNKNOWN for e in info.value.errors.values())
-        with pytest.raises(ValueError):
+        with pytest.raises(QuorumCallError, match="quorum of 4 is impossible"):
             await replicas[1].config().quorum_call(SAY, Request(), Reply, quorum=4)
+        with pytest.raises(ValueError):
+            await replicas[1].config().quorum_call(SAY, Request(), Reply, quorum=0)
 
 
 async def test_peer_killed_mid_call() -> None:

@@ -1,0 +1,126 @@
+"""Memory limits of streams: the largest message, and the bytes buffered per stream and in all.
+
+A stream buffers two kinds of bytes: messages queued for its single writer,
+and the peer's requests whose handlers are still running. Both count against
+the stream's budget and against the budget its owner (an ``InboundManager``,
+an ``OutboundManager`` or a ``System``) shares between all its streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+MiB: Final = 1 << 20
+
+QUEUED_OVERHEAD: Final = 256
+"""Bytes a queued message counts beyond its own size (the Python objects around it)."""
+
+SERVING_OVERHEAD: Final = 4096
+"""Bytes a request in service counts beyond its own size (its task and context)."""
+
+REFUSAL_SLACK: Final = 64 * 1024
+"""Bytes beyond a full budget that error replies to refused requests may use, so a
+peer flooding a full stream still learns why, while what it costs stays bounded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How large one message may be, and how many bytes streams may buffer.
+
+    Attributes:
+        max_message: the largest NodeStream message, in bytes, in either
+            direction. Sending a larger one fails that call alone with
+            ``RESOURCE_EXHAUSTED``; it is also grpc's receive and send limit
+            on the server and on dialed channels (default 4 MiB, grpc's own).
+        stream_buffer: bytes one stream may buffer: messages queued for its
+            writer plus the peer's requests in service (default 8 MiB). A
+            call waits for room (within its timeout); a request from the peer
+            beyond it is answered ``RESOURCE_EXHAUSTED`` and dropped.
+        total_buffer: the same bound across every stream of one owner
+            (default 128 MiB): with one replica per process, the process's bound.
+    """
+
+    max_message: int = 4 * MiB
+    stream_buffer: int = 8 * MiB
+    total_buffer: int = 128 * MiB
+
+    def __post_init__(self) -> None:
+        for name in ("max_message", "stream_buffer", "total_buffer"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive int of bytes, got {value!r}")
+        if self.stream_buffer < self.max_message:
+            raise ValueError(
+                f"Limits.stream_buffer ({self.stream_buffer}) must hold one message of"
+                f" max_message ({self.max_message}) bytes"
+            )
+        if self.total_buffer < self.stream_buffer:
+            raise ValueError(
+                f"Limits.total_buffer ({self.total_buffer}) must be at least"
+                f" stream_buffer ({self.stream_buffer})"
+            )
+
+    def grpc_options(self) -> list[tuple[str, int]]:
+        """grpc's message size options (server and channel alike) for ``max_message``."""
+        return [
+            ("grpc.max_receive_message_length", self.max_message),
+            ("grpc.max_send_message_length", self.max_message),
+        ]
+
+
+class ByteBudget:
+    """Counts buffered bytes against a capacity, and against a parent's.
+
+    Taking fails when either this budget or its parent is full, except that
+    an empty budget always admits one message (so a message of
+    ``max_message`` bytes always fits an idle stream). ``on_room`` callbacks
+    run when bytes are released, so waiters blocked by the parent wake up
+    too. Use from one event loop.
+    """
+
+    __slots__ = ("_listeners", "capacity", "parent", "used")
+
+    def __init__(self, capacity: int, parent: ByteBudget | None = None) -> None:
+        self.capacity = capacity
+        self.parent = parent
+        self.used = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        return f"<ByteBudget used={self.used} capacity={self.capacity}>"
+
+    def try_take(self, size: int, slack: int = 0) -> bool:
+        """Count ``size`` bytes if both this budget and the parent have room
+        (``slack`` bytes beyond the capacity count as room)."""
+        if self.used and self.used + size > self.capacity + slack:
+            return False
+        if self.parent is not None and not self.parent.try_take(size, slack):
+            return False
+        self.used += size
+        return True
+
+    def take(self, size: int) -> None:
+        """Count ``size`` bytes whether or not there is room (for replies, which never wait)."""
+        self.used += size
+        if self.parent is not None:
+            self.parent.take(size)
+
+    def release(self, size: int) -> None:
+        """Stop counting ``size`` bytes and tell the listeners there is room."""
+        self.used -= size
+        if self.parent is not None:
+            self.parent.release(size)
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                listener()
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every release (until ``unlisten``)."""
+        self._listeners.append(listener)
+
+    def unlisten(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener``."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
