@@ -13,6 +13,7 @@ from google.protobuf.message import Message as ProtoMessage
 from gorums_mw._calls import (
     NodeReply,
     QuorumFunction,
+    R,
     as_call_error,
     call_entries,
     checked_method,
@@ -21,7 +22,6 @@ from gorums_mw._calls import (
     timed_out,
 )
 from gorums_mw._errors import CallError, QuorumCallError
-from gorums_mw._calls import R
 from gorums_mw._node import Node
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._tracing import (
