@@ -78,6 +78,11 @@ class FakeStream:
     def call(self, method: str, payload: bytes, entries: Any = ()) -> asyncio.Future[Message]:
         raise NotImplementedError
 
+    def call_stream(
+        self, method: str, payload: bytes, entries: Any, replies: Any, key: int
+    ) -> None:
+        raise NotImplementedError
+
     def cast(self, method: str, payload: bytes, entries: Any = ()) -> bool:
         raise NotImplementedError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Generic, TypeVar, overload
 
 from google.protobuf.message import Message as ProtoMessage
@@ -22,8 +22,9 @@ from gorums_mw._calls import (
     timed_out,
 )
 from gorums_mw._errors import CallError, QuorumCallError
-from gorums_mw._node import Node
+from gorums_mw._node import STREAM_REPLY_LIMIT, Node
 from gorums_mw._proto.stream_pb2 import Message
+from gorums_mw._stream._replies import Replies
 from gorums_mw._tracing import (
     ATTR_CONFIG_SIZE,
     ATTR_METHOD,
@@ -243,28 +244,109 @@ class Configuration(Sequence[Node]):
         futures: dict[int, asyncio.Future[Message]] = {}
         for node in self._nodes:
             try:
-                future = node.send_request(name, payload, call_entries(False))
+                future = node.send_request(name, payload)
             except CallError as error:
                 arrivals.put_nowait(NodeReply(node.id, None, error))
                 continue
             futures[node.id] = future
             future.add_done_callback(functools.partial(_queue_reply, arrivals, node.id, reply_type))
         try:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    for _ in self._nodes:
+            for _ in self._nodes:
+                try:
+                    async with asyncio.timeout_at(deadline):
                         answer = await arrivals.get()
-                        if answer.error is None or not ignore_errors:
-                            yield answer
-            except TimeoutError:
-                if ignore_errors:
-                    return
+                except TimeoutError:
+                    break
+                if answer.error is None or not ignore_errors:
+                    yield answer
+            else:
+                return
+            if not ignore_errors:
                 for node_id, future in futures.items():
                     if not future.done():
                         yield NodeReply(node_id, None, timed_out(node_id, timeout))
         finally:
             for future in futures.values():
                 future.cancel()
+
+    @overload
+    def correctable(
+        self,
+        method: str,
+        request: ProtoMessage,
+        reply_type: type[R],
+        *,
+        timeout: float | None = None,
+        quorum_function: None = None,
+    ) -> AsyncIterator[NodeReply[R]]: ...
+    @overload
+    def correctable(
+        self,
+        method: str,
+        request: ProtoMessage,
+        reply_type: type[R],
+        *,
+        timeout: float | None = None,
+        quorum_function: QuorumFunction[R, T],
+    ) -> AsyncIterator[T]: ...
+    def correctable(
+        self,
+        method: str,
+        request: ProtoMessage,
+        reply_type: type[R],
+        *,
+        timeout: float | None = None,
+        quorum_function: QuorumFunction[R, T] | None = None,
+    ) -> AsyncIterator[NodeReply[R]] | AsyncIterator[T]:
+        """Call a server-streaming method on every node; yield replies or improving results.
+
+        Go Gorums' correctable calls: each node may send several replies.
+        Without ``quorum_function`` every reply of every node is yielded as
+        it arrives (a node's error ends that node's replies). With it, the
+        function is called with the latest reply of each node after every
+        reply, and each result that is not None is yielded: results that
+        improve as replies come in. Nothing on the wire marks a node's last
+        reply (as upstream), so the iteration ends when ``timeout`` passes,
+        when every node has failed, or when you stop iterating.
+
+        Raises:
+            ValueError, TypeError: as ``quorum_call`` (at once).
+            RuntimeError: called outside the event loop of the streams.
+        """
+        name = checked_method(method, request, reply_type, "server_streaming")
+        deadline = deadline_of(timeout)
+        arrivals = self._correctable(name, request.SerializeToString(), reply_type, deadline)
+        if quorum_function is None:
+            return arrivals
+        return _improving(arrivals, quorum_function)
+
+    async def _correctable(
+        self, method: str, payload: bytes, reply_type: type[R], deadline: float | None
+    ) -> AsyncGenerator[NodeReply[R], None]:
+        replies = Replies(STREAM_REPLY_LIMIT * max(1, len(self._nodes)))
+        failed: list[NodeReply[R]] = []
+        for node in self._nodes:
+            try:
+                node.send_stream(method, payload, (), replies, node.id)
+            except CallError as error:
+                failed.append(NodeReply(node.id, None, error))
+        try:
+            for answer in failed:
+                yield answer
+            while replies.open_calls:
+                try:
+                    node_id, item = await replies.get(deadline)
+                except TimeoutError:
+                    return
+                if isinstance(item, CallError):
+                    yield NodeReply(node_id, None, item)
+                    continue
+                try:
+                    yield NodeReply(node_id, decode_reply(item, reply_type, node_id), None)
+                except CallError as error:
+                    yield NodeReply(node_id, None, error)
+        finally:
+            replies.close()
 
     async def multicast(self, method: str, request: ProtoMessage) -> tuple[int, ...]:
         """Send ``method`` one-way to every connected node; never waits.
@@ -383,6 +465,23 @@ class _Quorum(Generic[R]):
         for node_id in futures:
             if node_id not in self.replies and node_id not in self.errors:
                 self.errors[node_id] = timed_out(node_id, timeout)
+
+
+async def _improving(
+    arrivals: AsyncGenerator[NodeReply[R], None], quorum_function: QuorumFunction[R, T]
+) -> AsyncIterator[T]:
+    """The quorum function's results over the latest reply of each node."""
+    latest: dict[int, R] = {}
+    try:
+        async for answer in arrivals:
+            if answer.value is None:
+                continue
+            latest[answer.node_id] = answer.value
+            result = quorum_function(latest)
+            if result is not None:
+                yield result
+    finally:
+        await arrivals.aclose()
 
 
 def _queue_reply(

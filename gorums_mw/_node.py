@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import AsyncIterator
+from typing import Final, Protocol
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
@@ -19,7 +20,11 @@ from gorums_mw._calls import (
 )
 from gorums_mw._errors import CallError
 from gorums_mw._proto.stream_pb2 import Message
+from gorums_mw._stream._replies import Replies
 from gorums_mw._tracing import ATTR_METHOD, ATTR_PEER_ID, SPAN_RPC, Tracer
+
+STREAM_REPLY_LIMIT: Final = 8 * 1024 * 1024
+"""Bytes of replies a correctable call may hold unread before it fails."""
 
 
 class Channel(Protocol):
@@ -33,6 +38,12 @@ class Channel(Protocol):
 
     def call(self, method: str, payload: bytes, entries: Entries = ()) -> asyncio.Future[Message]:
         """Send a request now (or once there is room); return the future of its reply."""
+        ...
+
+    def call_stream(
+        self, method: str, payload: bytes, entries: Entries, replies: Replies, key: int
+    ) -> None:
+        """Send a request to a server-streaming method; its replies go to ``replies``."""
         ...
 
     def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
@@ -124,6 +135,43 @@ class Node:
                 reply.cancel()
             return decode_reply(message, reply_type, self.id)
 
+    async def correctable(
+        self,
+        method: str,
+        request: ProtoMessage,
+        reply_type: type[R],
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[R]:
+        """Call a server-streaming method on this node; yield each reply as it arrives.
+
+        Go Gorums' correctable calls: the node sends several replies under
+        one request. Nothing on the wire marks the last one (as upstream), so
+        the iteration ends when ``timeout`` passes or when you stop iterating
+        (give a timeout, or break once you have what you need).
+
+        Raises:
+            CallError: the node sent an error, is not connected, or its
+                stream ended (``UNAVAILABLE``).
+            ValueError, TypeError, RuntimeError: as ``rpc`` (raised at the
+                first iteration).
+        """
+        name = checked_method(method, request, reply_type, "server_streaming")
+        deadline = deadline_of(timeout)
+        replies = Replies(STREAM_REPLY_LIMIT)
+        self.send_stream(name, request.SerializeToString(), (), replies, self.id)
+        try:
+            while True:
+                try:
+                    _, item = await replies.get(deadline)
+                except TimeoutError:
+                    return
+                if isinstance(item, CallError):
+                    raise item
+                yield decode_reply(item, reply_type, self.id)
+        finally:
+            replies.close()
+
     async def unicast(self, method: str, request: ProtoMessage) -> bool:
         """Send ``method`` one-way to this node; never waits.
 
@@ -153,6 +201,19 @@ class Node:
         if channel is None or channel.closed:
             raise CallError(grpc.StatusCode.UNAVAILABLE, "node is not connected", self.id)
         return channel.call(method, payload, entries)
+
+    def send_stream(
+        self, method: str, payload: bytes, entries: Entries, replies: Replies, key: int
+    ) -> None:
+        """Send a request to a server-streaming method; its replies go to ``replies`` under ``key``.
+
+        Raises:
+            CallError: as ``send_request``.
+        """
+        channel = self._channel
+        if channel is None or channel.closed:
+            raise CallError(grpc.StatusCode.UNAVAILABLE, "node is not connected", self.id)
+        channel.call_stream(method, payload, entries, replies, key)
 
     def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
         """Send a one-way request if there is room now; return whether it was sent."""

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10tests/echo.proto\x12\x04\x65\x63ho\"+\n\x0b\x45\x63hoRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\x05\":\n\tEchoReply\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\x05\x12\x0f\n\x07node_id\x18\x03 \x01(\x03\x32\x61\n\x04\x45\x63ho\x12)\n\x03Say\x12\x11.echo.EchoRequest\x1a\x0f.echo.EchoReply\x12.\n\x06Stream\x12\x11.echo.EchoRequest\x1a\x0f.echo.EchoReply0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10tests/echo.proto\x12\x04\x65\x63ho\"+\n\x0b\x45\x63hoRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\x05\":\n\tEchoReply\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\x05\x12\x0f\n\x07node_id\x18\x03 \x01(\x03\x32\x92\x01\n\x04\x45\x63ho\x12)\n\x03Say\x12\x11.echo.EchoRequest\x1a\x0f.echo.EchoReply\x12.\n\x06Stream\x12\x11.echo.EchoRequest\x1a\x0f.echo.EchoReply0\x01\x12/\n\x07\x43ollect\x12\x11.echo.EchoRequest\x1a\x0f.echo.EchoReply(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ECHOREQUEST']._serialized_end=69
   _globals['_ECHOREPLY']._serialized_start=71
   _globals['_ECHOREPLY']._serialized_end=129
-  _globals['_ECHO']._serialized_start=131
-  _globals['_ECHO']._serialized_end=228
+  _globals['_ECHO']._serialized_start=132
+  _globals['_ECHO']._serialized_end=278
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,11 @@ class EchoStub:
                 request_serializer=tests_dot_echo__pb2.EchoRequest.SerializeToString,
                 response_deserializer=tests_dot_echo__pb2.EchoReply.FromString,
                 _registered_method=True)
+        self.Collect = channel.stream_unary(
+                '/echo.Echo/Collect',
+                request_serializer=tests_dot_echo__pb2.EchoRequest.SerializeToString,
+                response_deserializer=tests_dot_echo__pb2.EchoReply.FromString,
+                _registered_method=True)
 
 
 class EchoServicer:
@@ -57,7 +62,14 @@ class EchoServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Stream(self, request, context):
-        """Stream is server-streaming; NodeStream cannot call it.
+        """Stream replies `number` times, each reply numbered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Collect(self, request_iterator, context):
+        """Collect is client-streaming; NodeStream cannot call it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,6 +85,11 @@ def add_EchoServicer_to_server(servicer, server):
             ),
             'Stream': grpc.unary_stream_rpc_method_handler(
                     servicer.Stream,
+                    request_deserializer=tests_dot_echo__pb2.EchoRequest.FromString,
+                    response_serializer=tests_dot_echo__pb2.EchoReply.SerializeToString,
+            ),
+            'Collect': grpc.stream_unary_rpc_method_handler(
+                    servicer.Collect,
                     request_deserializer=tests_dot_echo__pb2.EchoRequest.FromString,
                     response_serializer=tests_dot_echo__pb2.EchoReply.SerializeToString,
             ),
@@ -129,6 +146,33 @@ class Echo:
             request,
             target,
             '/echo.Echo/Stream',
+            tests_dot_echo__pb2.EchoRequest.SerializeToString,
+            tests_dot_echo__pb2.EchoReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Collect(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/echo.Echo/Collect',
             tests_dot_echo__pb2.EchoRequest.SerializeToString,
             tests_dot_echo__pb2.EchoReply.FromString,
             options,

@@ -36,7 +36,7 @@ class NodeStreamContext:
     One context serves one call; it is not shared between tasks.
     """
 
-    __slots__ = ("_code", "_details", "_peer", "_request", "_trailing_metadata")
+    __slots__ = ("_code", "_details", "_peer", "_request", "_trailing_metadata", "writer")
 
     def __init__(self, request: Message, peer: Peer) -> None:
         """Create the context of one call.
@@ -50,6 +50,8 @@ class NodeStreamContext:
         self._code: grpc.StatusCode | None = None
         self._details = ""
         self._trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
+        self.writer: Callable[[Any], None] | None = None
+        """Sends one response of a server-streaming call (None for unary calls)."""
 
     async def abort(
         self,
@@ -78,6 +80,16 @@ class NodeStreamContext:
         if trailing_metadata:
             self.set_trailing_metadata(trailing_metadata)
         raise _Abort(code, self._details)
+
+    async def write(self, message: Any) -> None:
+        """Send one response of a server-streaming call, as grpc.aio's ``write``.
+
+        Raises:
+            RuntimeError: the call is not server-streaming.
+        """
+        if self.writer is None:
+            raise RuntimeError("write() is for server-streaming methods")
+        self.writer(message)
 
     async def abort_with_status(self, status: grpc.Status) -> NoReturn:
         """End the call with ``status`` (its ``code``, ``details`` and trailing metadata).

@@ -31,6 +31,7 @@ from gorums_mw._limits import (
 from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
 from gorums_mw._stream._registry import HandlerRegistry
+from gorums_mw._stream._replies import Replies, StreamCall
 from gorums_mw._stream._send_queue import QueueClosed, SendQueue
 
 SERVER_ID_BIT: Final = 1 << 63
@@ -129,7 +130,7 @@ class StreamEndpoint:
         self._ids = ids if ids is not None else message_ids(accepted=accepted)
         self._reply_bit = SERVER_ID_BIT if accepted else 0
         self._queue: SendQueue[Message] = SendQueue(self._budget)
-        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._pending: dict[int, asyncio.Future[Message] | StreamCall] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -185,6 +186,27 @@ class StreamEndpoint:
         reply.add_done_callback(lambda _: self._pending.pop(msg_id, None))
         self._queue.put(message, size + QUEUED_OVERHEAD, reply)
         return reply
+
+    def call_stream(
+        self, method: str, payload: bytes, entries: Entries, replies: Replies, key: int
+    ) -> None:
+        """Send a request to a server-streaming method; its replies go to ``replies`` under ``key``.
+
+        The call stays pending until ``replies`` is closed or the stream ends
+        (then ``key`` gets a final ``UNAVAILABLE``).
+
+        Raises:
+            CallError, RuntimeError: as ``call``.
+        """
+        loop = self._check_loop()
+        msg_id = next(self._ids)
+        message = self._message(msg_id, method, payload, entries)
+        size = self._check_size(message, "request")
+        owner: asyncio.Future[None] = loop.create_future()
+        self._pending[msg_id] = StreamCall(replies, key, owner)
+        owner.add_done_callback(lambda _: self._pending.pop(msg_id, None))
+        replies.track(key, owner)
+        self._queue.put(message, size + QUEUED_OVERHEAD, owner)
 
     def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
         """Send a one-way request (no reply) if there is room now.
@@ -298,7 +320,9 @@ class StreamEndpoint:
             task.cancel()
         pending, self._pending = self._pending, {}
         for reply in pending.values():
-            if not reply.done():
+            if isinstance(reply, StreamCall):
+                reply.fail(self._unavailable())
+            elif not reply.done():
                 reply.set_exception(self._unavailable())
 
     async def _read_loop(self, read: ReadFn) -> None:
@@ -317,7 +341,9 @@ class StreamEndpoint:
         msg_id = message.message_seq_no
         if msg_id and msg_id & SERVER_ID_BIT == self._reply_bit:
             reply = self._pending.get(msg_id)
-            if reply is not None and not reply.done():
+            if isinstance(reply, StreamCall):
+                reply.deliver(message)
+            elif reply is not None and not reply.done():
                 reply.set_result(message)
             return
         size = len(message.payload) + SERVING_OVERHEAD
@@ -350,16 +376,21 @@ class StreamEndpoint:
         self, request: Message, registry: HandlerRegistry, size: int, one_way: bool
     ) -> None:
         try:
-            reply = await registry.handle(request, self.peer, one_way=one_way)
+            await registry.handle(request, self.peer, None if one_way else self._send_reply)
         finally:
             self._budget.release(size)
-        if reply is None or self._closed:
-            return
-        reply_size = reply.ByteSize()
-        if reply_size > self._limits.max_message:
-            reply = _error_reply(request, _RESOURCE_EXHAUSTED, self._too_large("reply", reply_size))
-            reply_size = reply.ByteSize()
-        self._queue.push(reply, reply_size + QUEUED_OVERHEAD)
+
+    def _send_reply(self, reply: Message) -> bool:
+        """Queue a reply; it never waits. False once the stream's buffer is over its bound
+        (a server-streaming handler must then stop)."""
+        if self._closed:
+            return False
+        size = reply.ByteSize()
+        if size > self._limits.max_message:
+            reply = _error_reply(reply, _RESOURCE_EXHAUSTED, self._too_large("reply", size))
+            size = reply.ByteSize()
+        self._queue.push(reply, size + QUEUED_OVERHEAD)
+        return self._budget.used <= self._limits.stream_buffer
 
     async def _write_loop(self, write: WriteFn) -> None:
         try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
 from gorums_mw._stream._endpoint import Entries, other_loop_error, running_loop
-from gorums_mw._stream._registry import HandlerRegistry
+from gorums_mw._stream._registry import HandlerRegistry, Send
+from gorums_mw._stream._replies import Replies
 
 _LOCAL_ID = 1
 
@@ -24,7 +26,7 @@ class LocalChannel:
     def __init__(self, peer: Peer, registry: HandlerRegistry) -> None:
         self._peer = peer
         self._registry = registry
-        self._tasks: set[asyncio.Task[Message | None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -37,25 +39,59 @@ class LocalChannel:
         self._loop = asyncio.get_running_loop()
 
     def call(self, method: str, payload: bytes, entries: Entries = ()) -> asyncio.Future[Message]:
-        """Run the handler for ``method`` in a task; its future gives the reply."""
-        task = self._start(_LOCAL_ID, method, payload, entries, one_way=False)
-        return task  # type: ignore[return-value]  # a task of a reply is a future of one
+        """Run the handler for ``method`` in a task; the future gives the reply."""
+        loop = self._check_loop()
+        reply: asyncio.Future[Message] = loop.create_future()
+
+        def send(message: Message) -> bool:
+            if not reply.done():
+                reply.set_result(message)
+            return True
+
+        self._run(loop, reply, method, payload, entries, send)
+        return reply
+
+    def call_stream(
+        self, method: str, payload: bytes, entries: Entries, replies: Replies, key: int
+    ) -> None:
+        """Run a server-streaming handler in a task; its replies go to ``replies``."""
+        loop = self._check_loop()
+        owner: asyncio.Future[None] = loop.create_future()
+        replies.track(key, owner)
+
+        def send(message: Message) -> bool:
+            replies.put(key, message)
+            return not owner.done()
+
+        self._run(loop, owner, method, payload, entries, send)
 
     def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
         """Run the handler for ``method``; nothing is returned. Always sent."""
-        self._start(_LOCAL_ID, method, payload, entries, one_way=True)
+        loop = self._check_loop()
+        self._run(loop, None, method, payload, entries, None)
         return True
 
-    def _start(
-        self, msg_id: int, method: str, payload: bytes, entries: Entries, *, one_way: bool
-    ) -> asyncio.Task[Message | None]:
+    def _check_loop(self) -> asyncio.AbstractEventLoop:
         loop = running_loop()
         if loop is None or (self._loop is not None and loop is not self._loop):
             raise other_loop_error(f"node {self._peer.id}")
-        request = Message(message_seq_no=msg_id, method=method, payload=payload)
+        return loop
+
+    def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        owner: asyncio.Future[Any] | None,
+        method: str,
+        payload: bytes,
+        entries: Entries,
+        send: Send | None,
+    ) -> None:
+        """Handle the request in a task, cancelled when ``owner`` is (the caller gave up)."""
+        request = Message(message_seq_no=_LOCAL_ID, method=method, payload=payload)
         if entries:
             request.entry.extend(MetadataEntry(key=k, value=v) for k, v in entries)
-        task = loop.create_task(self._registry.handle(request, self._peer, one_way=one_way))
+        task = loop.create_task(self._registry.handle(request, self._peer, send))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
+        if owner is not None:
+            owner.add_done_callback(lambda _: task.cancel())

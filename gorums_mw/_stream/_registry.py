@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any, Literal, NamedTuple
 
 import grpc
 from google.rpc.status_pb2 import Status
@@ -22,14 +22,21 @@ _log = logging.getLogger("gorums_mw")
 _OK = grpc.StatusCode.OK
 _UNKNOWN = grpc.StatusCode.UNKNOWN
 
+Send = Callable[[Message], bool]
+"""Where the replies to one request go (None for a one-way request). It returns
+False when no more can be buffered: a server-streaming handler is then stopped."""
+
+Kind = Literal["unary", "stream"]
+
 
 class _Method(NamedTuple):
     """A method resolved once: what calling it over NodeStream needs."""
 
-    behaviour: Callable[..., Any] | None  # None: not unary-unary, cannot be called
+    kind: Kind | None  # None: client streaming, cannot be called over NodeStream
+    behaviour: Callable[..., Any]
     deserialize: Callable[[bytes], Any]
     serialize: Callable[[Any], bytes]
-    is_async: bool
+    is_async: bool  # a coroutine or async generator function: runs on the loop
 
 
 class _CallDetails(grpc.HandlerCallDetails):
@@ -40,13 +47,22 @@ class _CallDetails(grpc.HandlerCallDetails):
         self.invocation_metadata = ()
 
 
+class _Failed(Exception):
+    """A request that ends with a non-OK status instead of (more) replies."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
 def _same(value: Any) -> Any:
     """The (de)serializer of a handler that has none: bytes pass through."""
     return value
 
 
 class HandlerRegistry:
-    """Collects the unary methods of ordinary grpc servicers so NodeStream requests can call them.
+    """Collects the methods of ordinary grpc servicers so NodeStream requests can call them.
 
     It has the two methods generated ``add_XServicer_to_server(servicer,
     server)`` functions call on a server, so those functions register a
@@ -58,8 +74,10 @@ class HandlerRegistry:
     A request names its method by protobuf full name (``pkg.Service.Method``);
     the first lookup of a name resolves it, registered handlers first, then
     generic handlers (asked for ``/pkg.Service/Method`` without metadata), and
-    later lookups are a dict lookup. Only unary-unary methods can be called;
-    streaming ones are answered ``UNIMPLEMENTED``.
+    later lookups are a dict lookup. Unary methods send one reply;
+    server-streaming methods (Go Gorums' correctable calls) send one reply
+    per response, all under the request's ID, and nothing marks the end (as
+    upstream). Client-streaming methods are answered ``UNIMPLEMENTED``.
 
     Add handlers from the event loop's thread (usually before serving);
     ``handle`` may run concurrently for any number of requests.
@@ -106,109 +124,95 @@ class HandlerRegistry:
         """The full names (``pkg.Service.Method``) of the methods added by service."""
         return frozenset(self._registered)
 
-    async def handle(
-        self, request: Message, peer: Peer, *, one_way: bool = False
-    ) -> Message | None:
-        """Call the method ``request`` names and build the reply.
+    async def handle(self, request: Message, peer: Peer, send: Send | None) -> None:
+        """Call the method ``request`` names and send its replies.
 
         While the handler runs, ``current_peer()`` returns ``peer``, and the
         trace context in the request's entries is the current context, so
         spans the handler starts continue the caller's trace. Async handlers
         run in the calling task; plain functions run in a worker thread.
 
+        Each reply carries the request's sequence number and method and
+        either a serialized response or a non-OK ``status``: an unknown or
+        client-streaming method is ``UNIMPLEMENTED``, a payload that does not
+        parse ``INVALID_ARGUMENT``, an abort its code and details, any other
+        exception ``UNKNOWN`` (or the code the handler set) with
+        ``"ExcType: message"``. A server-streaming handler that fails after
+        some responses sends the error as its last reply.
+
         Args:
             request: a NodeStream request.
             peer: the node that sent it.
-            one_way: the sender wants no reply.
-
-        Returns:
-            The reply, with the request's sequence number and method and
-            either the serialized response or a non-OK ``status``: an unknown
-            or streaming method is ``UNIMPLEMENTED``, a payload that does not
-            parse ``INVALID_ARGUMENT``, an abort its code and details, any
-            other exception ``UNKNOWN`` (or the code the handler set) with
-            ``"ExcType: message"``. None for a one-way request, whose errors
-            are logged at debug level.
+            send: where replies go; None for a one-way request, whose errors
+                are logged at debug level.
 
         Raises:
             asyncio.CancelledError: the calling task was cancelled; it is not
                 turned into a reply.
         """
-        name = request.method
+        try:
+            method = self._method(request.method)
+            try:
+                message = method.deserialize(request.payload)
+            except Exception as exc:
+                raise _Failed(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"cannot parse the {request.method} request: {_describe(exc)}",
+                ) from exc
+            context = NodeStreamContext(request, peer)
+            reply = _replier(request, method, send)
+            if method.kind == "stream":
+                context.writer = reply
+            with _CallScope(request, peer):
+                await self._run(method, message, context, reply)
+        except _Failed as failure:
+            _fail(request, peer, send, failure.code, failure.details)
+
+    def _method(self, name: str) -> _Method:
         method = self._resolved.get(name)
         if method is None:
             try:
                 method = self._resolve(name)
             except Exception as exc:
-                return _fail(
-                    request, peer, one_way, _UNKNOWN, f"resolving {name}: {_describe(exc)}"
-                )
+                raise _Failed(_UNKNOWN, f"resolving {name}: {_describe(exc)}") from exc
             if method is None:
-                return _fail(
-                    request, peer, one_way, grpc.StatusCode.UNIMPLEMENTED, f"unknown method {name}"
-                )
-        behaviour = method.behaviour
-        if behaviour is None:
-            return _fail(
-                request,
-                peer,
-                one_way,
+                raise _Failed(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {name}")
+        if method.kind is None:
+            raise _Failed(
                 grpc.StatusCode.UNIMPLEMENTED,
-                f"{name} is a streaming method; only unary methods can be called over NodeStream",
+                f"{name} is client-streaming; NodeStream calls unary and server-streaming methods",
             )
-        try:
-            message = method.deserialize(request.payload)
-        except Exception as exc:
-            return _fail(
-                request,
-                peer,
-                one_way,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"cannot parse the {name} request: {_describe(exc)}",
-            )
+        return method
 
-        context = NodeStreamContext(request, peer)
-        peer_token = bind_peer(peer)
-        trace_token = (
-            otel_context.attach(propagate.extract({e.key: e.value for e in request.entry}))
-            if request.entry
-            else None
-        )
+    async def _run(
+        self,
+        method: _Method,
+        message: Any,
+        context: NodeStreamContext,
+        reply: Callable[[Any], None],
+    ) -> None:
+        """Run the handler; send its response(s) through ``reply``."""
         try:
             if method.is_async:
-                reply = await behaviour(message, context)
+                result = method.behaviour(message, context)
+            else:  # a plain function: grpc runs those on a thread, so do we
+                result = await asyncio.to_thread(method.behaviour, message, context)
+            if method.kind == "unary":
+                response = await result if inspect.isawaitable(result) else result
             else:
-                reply = await asyncio.to_thread(behaviour, message, context)
-                if inspect.isawaitable(reply):  # a plain function returning a coroutine
-                    reply = await reply
+                await _stream(result, reply)
         except _Abort as exc:
-            return _fail(request, peer, one_way, exc.code, exc.details)
+            raise _Failed(exc.code, exc.details) from exc
+        except _Failed:
+            raise
         except Exception as exc:
             code = context.code()
-            return _fail(
-                request, peer, one_way, _UNKNOWN if code in (None, _OK) else code, _describe(exc)
-            )
-        finally:
-            if trace_token is not None:
-                otel_context.detach(trace_token)
-            unbind_peer(peer_token)
-
+            raise _Failed(_UNKNOWN if code in (None, _OK) else code, _describe(exc)) from exc
         code = context.code()
         if code is not None and code is not _OK:
-            return _fail(request, peer, one_way, code, context.details())
-        if one_way:
-            return None
-        try:
-            payload = method.serialize(reply)
-        except Exception as exc:
-            return _fail(
-                request,
-                peer,
-                one_way,
-                grpc.StatusCode.INTERNAL,
-                f"cannot serialize the {name} reply: {_describe(exc)}",
-            )
-        return Message(message_seq_no=request.message_seq_no, method=name, payload=payload)
+            raise _Failed(code, context.details())
+        if method.kind == "unary":
+            reply(response)
 
     def _resolve(self, name: str) -> _Method | None:
         """Find the handler of ``name`` and cache what calling it needs."""
@@ -223,16 +227,89 @@ class HandlerRegistry:
                         break
         if handler is None:
             return None  # not cached: unknown names must not grow the cache
-        unary = not handler.request_streaming and not handler.response_streaming
-        behaviour = handler.unary_unary if unary else None
+        kind: Kind | None
+        behaviour: Callable[..., Any] | None
+        if handler.request_streaming:
+            kind, behaviour = None, _same
+        elif handler.response_streaming:
+            kind, behaviour = "stream", handler.unary_stream
+        else:
+            kind, behaviour = "unary", handler.unary_unary
+        if behaviour is None:
+            return None
         resolved = _Method(
+            kind,
             behaviour,
             handler.request_deserializer or _same,
             handler.response_serializer or _same,
-            behaviour is not None and inspect.iscoroutinefunction(behaviour),
+            inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour),
         )
         self._resolved[name] = resolved
         return resolved
+
+
+class _CallScope:
+    """While a handler runs: ``current_peer()`` is the caller, and the caller's
+    trace context (from the request's entries) is the current one."""
+
+    __slots__ = ("_peer", "_peer_token", "_request", "_trace_token")
+
+    def __init__(self, request: Message, peer: Peer) -> None:
+        self._request = request
+        self._peer = peer
+
+    def __enter__(self) -> None:
+        self._peer_token = bind_peer(self._peer)
+        entries = self._request.entry
+        self._trace_token = (
+            otel_context.attach(propagate.extract({e.key: e.value for e in entries}))
+            if entries
+            else None
+        )
+
+    def __exit__(self, *_: object) -> None:
+        if self._trace_token is not None:
+            otel_context.detach(self._trace_token)
+        unbind_peer(self._peer_token)
+
+
+def _replier(request: Message, method: _Method, send: Send | None) -> Callable[[Any], None]:
+    """Serializes a response and sends it as a reply to ``request`` (drops it if one-way)."""
+
+    def reply(response: Any) -> None:
+        if send is None:
+            return
+        try:
+            payload = method.serialize(response)
+        except Exception as exc:
+            raise _Failed(
+                grpc.StatusCode.INTERNAL,
+                f"cannot serialize the {request.method} reply: {_describe(exc)}",
+            ) from exc
+        message = Message(
+            message_seq_no=request.message_seq_no, method=request.method, payload=payload
+        )
+        if not send(message) and method.kind == "stream":
+            raise _Failed(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{request.method}: the caller does not read the replies fast enough"
+                " (stream buffer full)",
+            )
+
+    return reply
+
+
+async def _stream(result: object, reply: Callable[[Any], None]) -> None:
+    """Send every response of a server-streaming handler, whatever its kind."""
+    if isinstance(result, AsyncIterator):
+        async for response in result:
+            reply(response)
+    elif inspect.isawaitable(result):  # a coroutine that uses context.write()
+        await result
+    elif isinstance(result, Iterator):  # a plain generator: step it on a thread
+        done = object()
+        while (response := await asyncio.to_thread(next, result, done)) is not done:
+            reply(response)
 
 
 def _describe(exc: BaseException) -> str:
@@ -241,16 +318,18 @@ def _describe(exc: BaseException) -> str:
 
 
 def _fail(
-    request: Message, peer: Peer, one_way: bool, code: grpc.StatusCode, details: str
-) -> Message | None:
-    """The error reply to ``request``, or None (after a debug log) if it is one-way."""
-    if one_way:
+    request: Message, peer: Peer, send: Send | None, code: grpc.StatusCode, details: str
+) -> None:
+    """Send the error reply to ``request``, or log it (debug) if it is one-way."""
+    if send is None:
         _log.debug(
             "one-way %s from node %d failed: %s: %s", request.method, peer.id, code.name, details
         )
-        return None
-    return Message(
-        message_seq_no=request.message_seq_no,
-        method=request.method,
-        status=Status(code=code.value[0], message=details),
+        return
+    send(
+        Message(
+            message_seq_no=request.message_seq_no,
+            method=request.method,
+            status=Status(code=code.value[0], message=details),
+        )
     )

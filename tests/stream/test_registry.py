@@ -22,6 +22,7 @@ from tests.conftest import Spans
 
 PEER = Peer(2, "127.0.0.1:9002", "ipv4:127.0.0.1:50002")
 SAY = "echo.Echo.Say"
+STREAM = "echo.Echo.Stream"
 Say = Callable[[echo_pb2.EchoRequest, NodeStreamContext], Any]
 
 
@@ -51,13 +52,14 @@ def registry_for(servicer: echo_pb2_grpc.EchoServicer) -> HandlerRegistry:
 def request(
     text: str = "hi",
     *,
+    number: int = 3,
     seq: int = 7,
     method: str = SAY,
     entries: Iterable[tuple[str, str]] = (),
     payload: bytes | None = None,
 ) -> Message:
     if payload is None:
-        payload = echo_pb2.EchoRequest(text=text, number=3).SerializeToString()
+        payload = echo_pb2.EchoRequest(text=text, number=number).SerializeToString()
     return Message(
         message_seq_no=seq,
         method=method,
@@ -67,9 +69,24 @@ def request(
 
 
 async def call(say: Say, req: Message | None = None) -> Message:
-    reply = await registry_for(EchoServicer(say)).handle(req or request(), PEER)
+    reply = await handle(registry_for(EchoServicer(say)), req or request())
     assert reply is not None
     return reply
+
+
+async def handle(
+    registry: HandlerRegistry, req: Message, *, one_way: bool = False
+) -> Message | None:
+    """The reply ``registry`` sends for a unary request (None if it sends none)."""
+    sent: list[Message] = []
+
+    def send(message: Message) -> bool:
+        sent.append(message)
+        return True
+
+    await registry.handle(req, PEER, None if one_way else send)
+    assert len(sent) <= 1
+    return sent[0] if sent else None
 
 
 def assert_status(reply: Message, code: grpc.StatusCode, message: str) -> None:
@@ -79,7 +96,7 @@ def assert_status(reply: Message, code: grpc.StatusCode, message: str) -> None:
 
 
 async def test_reply_round_trip() -> None:
-    reply = await registry_for(EchoServicer()).handle(request("hello"), PEER)
+    reply = await handle(registry_for(EchoServicer()), request("hello"))
 
     assert reply is not None
     assert (reply.message_seq_no, reply.method) == (7, SAY)
@@ -92,15 +109,18 @@ async def test_reply_round_trip() -> None:
 def test_methods_and_repr() -> None:
     registry = registry_for(EchoServicer())
 
-    assert registry.methods() == frozenset({"echo.Echo.Say", "echo.Echo.Stream"})
+    assert registry.methods() == frozenset(
+        {"echo.Echo.Say", "echo.Echo.Stream", "echo.Echo.Collect"}
+    )
     assert repr(registry) == (
-        "<HandlerRegistry methods=['echo.Echo.Say', 'echo.Echo.Stream'] generic=1>"
+        "<HandlerRegistry methods=['echo.Echo.Collect', 'echo.Echo.Say', 'echo.Echo.Stream']"
+        " generic=1>"
     )
 
 
 @pytest.mark.parametrize("method", ["echo.Echo.Shout", "other.Echo.Say", "Say", ""])
 async def test_unknown_method_is_unimplemented(method: str) -> None:
-    reply = await registry_for(EchoServicer()).handle(request(method=method), PEER)
+    reply = await handle(registry_for(EchoServicer()), request(method=method))
 
     assert reply is not None
     assert reply.status.code == grpc.StatusCode.UNIMPLEMENTED.value[0]
@@ -108,18 +128,93 @@ async def test_unknown_method_is_unimplemented(method: str) -> None:
     assert reply.method == method
 
 
-async def test_streaming_method_is_unimplemented() -> None:
-    reply = await registry_for(EchoServicer()).handle(request(method="echo.Echo.Stream"), PEER)
+async def test_client_streaming_method_is_unimplemented() -> None:
+    reply = await handle(registry_for(EchoServicer()), request(method="echo.Echo.Collect"))
 
     assert reply is not None
     assert reply.status.code == grpc.StatusCode.UNIMPLEMENTED.value[0]
     assert reply.status.message == (
-        "echo.Echo.Stream is a streaming method; only unary methods can be called over NodeStream"
+        "echo.Echo.Collect is client-streaming; NodeStream calls unary and server-streaming methods"
     )
 
 
+async def stream_replies(registry: HandlerRegistry, req: Message) -> list[Message]:
+    sent: list[Message] = []
+
+    def send(message: Message) -> bool:
+        sent.append(message)
+        return True
+
+    await registry.handle(req, PEER, send)
+    return sent
+
+
+class Streams(echo_pb2_grpc.EchoServicer):
+    """Server-streaming handlers of each kind grpc.aio runs."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def Stream(self, request, context):  # type: ignore[override]
+        replies = [echo_pb2.EchoReply(text=request.text, number=i) for i in range(request.number)]
+        if self.kind == "async generator":
+
+            async def each() -> AsyncIterator[echo_pb2.EchoReply]:
+                for reply in replies:
+                    yield reply
+                if request.text == "fail":
+                    raise ValueError("after the replies")
+
+            return each()
+        if self.kind == "writer":
+
+            async def write() -> None:
+                for reply in replies:
+                    await context.write(reply)
+
+            return write()
+        return iter(replies)  # a plain generator, stepped on a thread
+
+
+@pytest.mark.parametrize("kind", ["async generator", "writer", "generator"])
+async def test_server_streaming_replies_travel_under_the_request_id(kind: str) -> None:
+    registry = HandlerRegistry()
+    echo_pb2_grpc.add_EchoServicer_to_server(Streams(kind), registry)  # type: ignore[arg-type]
+    sent = await stream_replies(registry, request("r", method=STREAM, number=3))
+
+    assert [(m.message_seq_no, m.method, m.HasField("status")) for m in sent] == [
+        (7, STREAM, False)
+    ] * 3
+    numbers = [echo_pb2.EchoReply.FromString(m.payload).number for m in sent]
+    assert numbers == [0, 1, 2]  # nothing after the last reply marks the end (as Go Gorums)
+
+
+async def test_server_streaming_failure_is_the_last_reply() -> None:
+    registry = HandlerRegistry()
+    echo_pb2_grpc.add_EchoServicer_to_server(Streams("async generator"), registry)  # type: ignore[arg-type]
+    sent = await stream_replies(registry, request("fail", method=STREAM, number=2))
+
+    assert len(sent) == 3 and not sent[1].HasField("status")
+    assert sent[2].status.code == grpc.StatusCode.UNKNOWN.value[0]
+    assert sent[2].status.message == "ValueError: after the replies"
+
+
+async def test_server_streaming_stops_when_the_caller_does_not_read() -> None:
+    registry = HandlerRegistry()
+    echo_pb2_grpc.add_EchoServicer_to_server(Streams("async generator"), registry)  # type: ignore[arg-type]
+    sent: list[Message] = []
+
+    def send(message: Message) -> bool:
+        sent.append(message)
+        return len(sent) < 2  # the stream's buffer is full after two
+
+    await registry.handle(request("r", method=STREAM, number=100), PEER, send)
+    assert len(sent) == 3
+    assert sent[2].status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+
+
 async def test_garbage_payload_is_invalid_argument() -> None:
-    reply = await registry_for(EchoServicer()).handle(request(payload=b"\xff\xff\xff"), PEER)
+    reply = await handle(registry_for(EchoServicer()), request(payload=b"\xff\xff\xff"))
 
     assert reply is not None
     assert reply.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -136,7 +231,7 @@ async def test_exception_is_unknown() -> None:
 async def test_exception_after_set_code_keeps_the_code() -> None:
     # The generated base servicer does this for methods not implemented.
     servicer = echo_pb2_grpc.EchoServicer()  # type: ignore[abstract]
-    reply = await registry_for(servicer).handle(request(), PEER)
+    reply = await handle(registry_for(servicer), request())
 
     assert reply is not None
     assert_status(
@@ -234,7 +329,7 @@ async def test_sync_handler_runs_in_a_thread_and_sees_the_peer() -> None:
             assert threading.current_thread() is not threading.main_thread()
             return echo_pb2.EchoReply(text=request.text, node_id=current_peer().id)
 
-    reply = await registry_for(SyncEcho()).handle(request("sync"), PEER)
+    reply = await handle(registry_for(SyncEcho()), request("sync"))
 
     assert reply is not None
     assert echo_pb2.EchoReply.FromString(reply.payload) == echo_pb2.EchoReply(
@@ -247,7 +342,7 @@ async def test_sync_handler_exception_is_unknown() -> None:
         def Say(self, request, context):
             raise KeyError("k")
 
-    reply = await registry_for(SyncEcho()).handle(request(), PEER)
+    reply = await handle(registry_for(SyncEcho()), request())
 
     assert reply is not None
     assert_status(reply, grpc.StatusCode.UNKNOWN, "KeyError: 'k'")
@@ -263,7 +358,7 @@ async def test_one_way_runs_the_handler_and_returns_none() -> None:
 
     registry = registry_for(EchoServicer(say))
 
-    assert await registry.handle(request("fire"), PEER, one_way=True) is None
+    assert await handle(registry, request("fire"), one_way=True) is None
     assert ran.is_set()
 
 
@@ -273,8 +368,8 @@ async def test_one_way_errors_are_logged_not_returned(caplog: pytest.LogCaptureF
 
     registry = registry_for(EchoServicer(say))
     with caplog.at_level(logging.DEBUG, logger="gorums_mw"):
-        assert await registry.handle(request(), PEER, one_way=True) is None
-        assert await registry.handle(request(method="echo.Echo.Nope"), PEER, one_way=True) is None
+        assert await handle(registry, request(), one_way=True) is None
+        assert await handle(registry, request(method="echo.Echo.Nope"), one_way=True) is None
 
     assert [r.getMessage() for r in caplog.records] == [
         "one-way echo.Echo.Say from node 2 failed: UNKNOWN: ValueError: boom",
@@ -289,7 +384,7 @@ async def test_cancellation_propagates() -> None:
         started.set()
         await asyncio.Event().wait()
 
-    task = asyncio.create_task(registry_for(EchoServicer(say)).handle(request(), PEER))
+    task = asyncio.create_task(handle(registry_for(EchoServicer(say)), request()))
     await started.wait()
     task.cancel()
 
@@ -336,7 +431,7 @@ async def test_generic_handler_is_resolved_once() -> None:
 
     registry = HandlerRegistry()
     registry.add_generic_rpc_handlers([Counting()])
-    replies = [await registry.handle(request(str(i)), PEER) for i in range(3)]
+    replies = [await handle(registry, request(str(i))) for i in range(3)]
 
     assert [echo_pb2.EchoReply.FromString(r.payload).text for r in replies if r] == ["0", "1", "2"]
     assert asked == ["/echo.Echo/Say"]
