@@ -12,6 +12,16 @@ Run it::
     # and the workload against them, from a fourth:
     python -m examples.storage --nodes 1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003
 
+    # in a container, bind every interface and name the replicas by DNS
+    # (deploy/kubernetes/ runs it so, one replica per pod):
+    python -m examples.storage --id 1 --listen 0.0.0.0:9001 \
+        --nodes 1=store-0.store:9001,2=store-1.store:9001,3=store-2.store:9001
+
+A replica serves the standard ``grpc.health.v1.Health`` service on its port:
+``""`` (the whole server) is ``SERVING`` while a quorum of replicas is
+connected, and ``liveness`` is ``SERVING`` for as long as the replica answers
+at all, for probes that must not fail merely because the quorum is lost.
+
 The exit code is 0 when every operation succeeded and every read returned
 the latest completed write, 1 otherwise, and 130 after Ctrl-C.
 """
@@ -28,6 +38,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Sequence
 
+from grpc_health.v1 import health_pb2
+
 from examples import storage_pb2_grpc
 from examples.storage.replica import StorageReplica, Store
 from examples.storage.workload import Console, Summary, Workload
@@ -35,6 +47,8 @@ from gorums_mw import Configuration, InboundNodeOption, System, add_quorum_healt
 from gorums_mw.testing import free_ports
 
 INTERRUPTED = 130
+LIVENESS = "liveness"
+"""Health service name that is ``SERVING`` while the replica answers (quorum or not)."""
 
 
 def parse_nodes(text: str) -> InboundNodeOption:
@@ -51,18 +65,28 @@ def parse_nodes(text: str) -> InboundNodeOption:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def replica(
-    node_id: int, nodes: InboundNodeOption, store: Store, console: Console
+async def replica(
+    node_id: int,
+    nodes: InboundNodeOption,
+    store: Store,
+    console: Console,
+    listen: str | None = None,
 ) -> StorageReplica:
-    """Replica ``node_id`` (``.system``) with quorum health; it reports its configuration."""
+    """Replica ``node_id`` (``.system``) with health; it reports its configuration.
+
+    Health ``""`` follows the quorum (``add_quorum_health``); ``LIVENESS``
+    is always ``SERVING``. ``listen`` is the address to bind, by default
+    the replica's own address in ``nodes``.
+    """
 
     def show(config: Configuration) -> None:
         console.say(f"replica {node_id}: configuration {list(config.ids)}")
 
-    system = System(node_id, nodes, on_config_change=show)
+    system = System(node_id, nodes, listen=listen, on_config_change=show)
     servicer = StorageReplica(system, store)
     system.add_servicer(storage_pb2_grpc.add_StorageServicer_to_server, servicer)
-    add_quorum_health(system)
+    health = add_quorum_health(system)
+    await health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     return servicer
 
 
@@ -98,7 +122,7 @@ async def demo(size: int, ops: int, console: Console) -> int:
     workload = Workload(list(nodes.nodes.values()))
 
     async def start(node_id: int) -> None:
-        servicers.append(replica(node_id, nodes, stores[node_id], console))
+        servicers.append(await replica(node_id, nodes, stores[node_id], console))
         systems[node_id] = servicers[-1].system
         await systems[node_id].start()
 
@@ -133,12 +157,15 @@ async def demo(size: int, ops: int, console: Console) -> int:
             await systems[node_id].stop(None)
 
 
-async def serve(node_id: int, nodes: InboundNodeOption, console: Console) -> int:
+async def serve(
+    node_id: int, nodes: InboundNodeOption, console: Console, listen: str | None = None
+) -> int:
     """Run replica ``node_id`` until interrupted."""
-    system = replica(node_id, nodes, Store(), console).system
+    system = (await replica(node_id, nodes, Store(), console, listen)).system
+    where = system.address if listen is None else f"{listen} as {system.address}"
     async with system:
         console.say(
-            f"replica {node_id} listening on {system.address}; "
+            f"replica {node_id} listening on {where}; "
             f"health SERVING while {len(nodes.nodes) // 2 + 1} of {len(nodes.nodes)} replicas "
             "are connected; Ctrl-C stops it"
         )
@@ -193,6 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=parse_nodes,
         help="ID=HOST:PORT,... of every replica; without --id, run the workload against them",
     )
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="with --id: the address to bind (default: the replica's own in --nodes), "
+        "e.g. 0.0.0.0:9001 in a container",
+    )
     parser.add_argument("--replicas", type=int, default=3, help="replicas of the demo (>= 3)")
     parser.add_argument("--ops", type=int, default=300, help="operations of the workload")
     args = parser.parse_args(argv)
@@ -200,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.id is not None:
         if args.nodes is None or args.id not in args.nodes.nodes:
             parser.error("--id needs --nodes that include it")
-        work = serve(args.id, args.nodes, console)
+        work = serve(args.id, args.nodes, console, args.listen)
+    elif args.listen is not None:
+        parser.error("--listen needs --id")
     elif args.nodes is not None:
         work = client(list(args.nodes.nodes.values()), args.ops, console)
     else:

@@ -4,7 +4,16 @@ It runs a ``System`` with an Echo servicer and reports on stdout, one line each:
 
 - ``ready <id>`` once its server listens and it dials the others;
 - ``config <id>,<id>,...`` each time its configuration changes (the first
-  line right after ``ready``), so a test can watch what it sees.
+  line right after ``ready``), so a test can watch what it sees;
+- ``nodes <id>=<addr>,...`` before ``ready``: the known nodes as ``with_nodes``
+  kept them (so a test can see whether names were kept or resolved).
+
+It answers commands, one per line on stdin:
+
+- ``config?`` → ``config-now <id>,...``: its configuration at that moment;
+- ``quorum`` → ``quorum <id>,...`` (the replica IDs that answered an
+  ``echo.Echo.Say`` quorum call on every node of its configuration), or
+  ``quorum-failed <error>``.
 
 It stops cleanly when its stdin closes (the test process ended) or on SIGTERM.
 """
@@ -22,6 +31,8 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from gorums_mw import Backoff, Configuration, Keepalive, System, current_peer, with_nodes
 from tests import echo_pb2, echo_pb2_grpc
+
+SAY = "echo.Echo.Say"
 
 
 class Echo(echo_pb2_grpc.EchoServicer):
@@ -53,8 +64,34 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
+def _ids(config: Configuration) -> str:
+    return ",".join(str(node_id) for node_id in config.ids)
+
+
 def _report(config: Configuration) -> None:
-    _say("config " + ",".join(str(node_id) for node_id in config.ids))
+    _say("config " + _ids(config))
+
+
+async def _command(system: System, line: str) -> None:
+    """Answer one stdin command (see the module docstring)."""
+    if line == "config?":
+        _say("config-now " + _ids(system.config()))
+    elif line == "quorum":
+        config = system.config()
+        try:
+            replies = await config.quorum_call(
+                SAY,
+                echo_pb2.EchoRequest(text=line),
+                echo_pb2.EchoReply,
+                quorum=len(config),
+                timeout=5,
+            )
+        except Exception as exc:
+            _say(f"quorum-failed {type(exc).__name__}: {exc}".replace("\n", " "))
+        else:
+            _say("quorum " + ",".join(str(reply.node_id) for _, reply in sorted(replies.items())))
+    elif line:
+        _say(f"unknown-command {line}")
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -65,9 +102,10 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backoff-max", type=float, default=0.25)
     args = parser.parse_args(argv)
 
+    nodes = with_nodes(args.nodes)
     system = System(
         args.id,
-        with_nodes(args.nodes),
+        nodes,
         keepalive=Keepalive(*args.keepalive),
         backoff=Backoff(initial=0.02, maximum=args.backoff_max),
         on_config_change=_report,
@@ -76,8 +114,26 @@ async def main(argv: list[str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not os.read(0, 4096) else None)
+    pending = bytearray()
+    commands: set[asyncio.Task[None]] = set()
+
+    def read_stdin() -> None:
+        data = os.read(0, 4096)
+        if not data:
+            loop.remove_reader(0)
+            stop.set()
+            return
+        pending.extend(data)
+        while (end := pending.find(b"\n")) >= 0:
+            line = pending[:end].decode(errors="replace").strip()
+            del pending[: end + 1]
+            task = loop.create_task(_command(system, line))
+            commands.add(task)
+            task.add_done_callback(commands.discard)
+
+    loop.add_reader(0, read_stdin)
     async with system:
+        _say("nodes " + node_args(dict(nodes.nodes)))
         _say(f"ready {args.id}")
         _report(system.config())
         await stop.wait()

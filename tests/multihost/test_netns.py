@@ -1,0 +1,68 @@
+"""The namespace harness itself: hosts reach each other, names move, nothing is left behind."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.multihost import netns
+from tests.multihost._procs import Child
+
+# Resolves the name given on each stdin line, prints "<name> <ip>", and connects
+# to <ip>:port when asked ("connect <ip> <port>"), printing "connected <my ip>".
+PROBE = "tests.multihost._probe"
+
+
+@pytest.mark.timeout(30)
+async def test_hosts_reach_each_other_and_see_their_own_names(network: netns.Network) -> None:
+    h1, h2, _ = network.hosts
+    network.publish({"server.test": h1.ip})
+    server = await Child.start(network, h1, "server", PROBE, "listen", h1.ip, "9001")
+    client = await Child.start(network, h2, "client", PROBE)
+    try:
+        await server.expect("listening", 10)
+        resolved = await client.ask("resolve server.test", ("resolved ",))
+        assert resolved == f"resolved server.test {h1.ip}"
+        connected = await client.ask(f"connect {h1.ip} 9001", ("connected ", "error "))
+        assert connected == f"connected {h2.ip}"  # the server sees host 2's own address
+        assert await server.expect(lambda line: line.startswith("accepted "), 5) == (
+            f"accepted {h2.ip}"
+        )
+
+        # The name moves: a running process sees the new hosts file at once.
+        new_ip = await network.move(h1)
+        network.publish({"server.test": new_ip})
+        assert await client.ask("resolve server.test", ("resolved ",)) == (
+            f"resolved server.test {new_ip}"
+        )
+        unknown = await client.ask("resolve nowhere.test", ("resolved ", "error "))
+        assert unknown.startswith("error ")
+    finally:
+        for child in (server, client):
+            await child.kill()
+            child.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.usefixtures("require_netns")
+async def test_nothing_is_left_behind() -> None:
+    net = netns.Network(2)
+    async with net:
+        mine = [net.switch, *(host.netns for host in net.hosts)]
+        assert netns.list_namespaces(net.name) == sorted(mine)
+        assert all(host.hosts_file.is_file() for host in net.hosts)
+        sleeper = await net.spawn(net.hosts[0], sys.executable, "-c", "input()", stdin=-1)
+    assert sleeper.returncode is not None  # killed and reaped by aclose()
+    assert netns.list_namespaces(net.name) == []
+    assert not any((netns.NETNS_ETC / name).exists() for name in mine)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.usefixtures("require_netns")
+async def test_a_failed_create_removes_what_it_made() -> None:
+    net = netns.Network(2)
+    net.hosts[1].ip = net.hosts[0].ip + "/99"  # an address ip refuses, halfway through
+    with pytest.raises(netns.NetnsError, match="addr add"):
+        await net.create()
+    assert netns.list_namespaces(net.name) == []
