@@ -49,6 +49,8 @@ from bench._common import (
     stop_all,
     until_stdin_closes,
 )
+from gorums_mw import GORUMS_ADDR_KEY
+from gorums_mw._claims import parse_claim
 
 CLAIM: Final = "127.0.0.1:7"
 TIME_PATH: Final = "/bench.Time/Time"
@@ -91,9 +93,12 @@ def _probes() -> dict[str, Callable[[Context, bool], float]]:
     def probe_validate(context: Context, clear: bool) -> float:
         return timed(lambda: _identity.validate_claim(context.peer(), CLAIM), clear)
 
+    claim = parse_claim(((GORUMS_ADDR_KEY, CLAIM),))
+    assert claim is not None
+
     def probe_manager(context: Context, clear: bool) -> float:
-        assert manager.identify(context, CLAIM).id == 2
-        return timed(lambda: manager.identify(context, CLAIM), clear)
+        assert manager.identify(context, claim).id == 2
+        return timed(lambda: manager.identify(context, claim), clear)
 
     return {
         "identify_peer": probe_identify,

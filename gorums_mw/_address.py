@@ -6,13 +6,75 @@ Errors are plain ``ValueError`` with a message naming the bad value;
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import re
 import socket
+from dataclasses import dataclass
 
 MAX_ADDR_LENGTH = 300
 """Longest accepted ``host:port`` (a 253-character name plus a port, with room)."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    """A parsed node address: an IP literal or a DNS name, and a port.
+
+    Attributes:
+        host: the canonical IP (no brackets) or the lower-cased name.
+        port: the TCP port.
+        ip: the IP, or None when ``host`` is a name.
+    """
+
+    host: str
+    port: int
+    ip: IPAddress | None
+
+    def __str__(self) -> str:
+        if self.ip is not None:
+            return join_host_port(self.ip, self.port)
+        return f"{self.host}:{self.port}"
+
+    @property
+    def is_name(self) -> bool:
+        """Whether the host is a DNS name (resolved later, never here)."""
+        return self.ip is None
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_node_address(addr: str) -> NodeAddress:
+    """Parse a node address without resolving anything.
+
+    IP literals are canonicalized (``[::FFFF:127.0.0.1]:1`` is ``127.0.0.1:1``);
+    names are checked for DNS syntax and lower-cased.
+
+    Raises:
+        ValueError: malformed, a URL, or the unspecified address.
+    """
+    host, port = split_host_port(addr)
+    try:
+        ip = canonical_ip(host)
+    except ValueError:
+        name = host.lower().removesuffix(".")
+        if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+            raise ValueError(
+                f"address {addr!r}: {host!r} is neither an IP nor a DNS name"
+            ) from None
+        return NodeAddress(name, port, None)
+    _refuse_unspecified(ip, addr)
+    return NodeAddress(str(ip), port, ip)
+
+
+def _refuse_unspecified(ip: IPAddress, addr: str) -> None:
+    if ip.is_unspecified:
+        raise ValueError(
+            f"address {addr!r}: {ip} is the unspecified address, which no peer can dial;"
+            " name the IP this node is reached at"
+        )
 
 
 def split_host_port(addr: str) -> tuple[str, int]:
@@ -79,11 +141,7 @@ def normalize_addr(addr: str) -> str:
         ip = canonical_ip(host)
     except ValueError:
         ip = _resolve(host, addr)
-    if ip.is_unspecified:
-        raise ValueError(
-            f"address {addr!r}: {ip} is the unspecified address, which no peer can dial;"
-            " name the IP this node is reached at"
-        )
+    _refuse_unspecified(ip, addr)
     return join_host_port(ip, port)
 
 

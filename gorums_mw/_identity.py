@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from gorums_mw import _address
 from gorums_mw._address import IPAddress
-from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
+from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError
 from gorums_mw._wire import GORUMS_ADDR_KEY
 
 
@@ -93,28 +93,31 @@ def validate_claim(peer: str, claimed: str) -> str:
         if claimed_ip.is_loopback:
             return normalized
         raise PeerAddressMismatchError(normalized, peer)
-    if _peer_ip(peer) != claimed_ip:
+    if peer_ip(peer) != claimed_ip:
         raise PeerAddressMismatchError(normalized, peer)
     return normalized
 
 
-def check_certificate(context: object, address: str) -> None:
-    """Check that the call's TLS client certificate names ``address``'s IP.
+def certified_names(context: object) -> tuple[set[IPAddress], set[str]]:
+    """The IPs and DNS names a call's verified TLS client certificate names.
 
-    The certificate must carry the claimed IP as a subject alternative name
-    (grpc lists a verified client certificate's IP SANs in the auth context
-    under ``peer_ip``). No name is resolved.
-
-    Raises:
-        PeerCertificateError: no client certificate, or none of its IP SANs
-            is the claimed IP.
+    grpc lists them in the auth context: IP SANs under ``peer_ip``, DNS SANs
+    under ``peer_dns`` (and ``x509_subject_alternative_name``). Empty without
+    a client certificate. No name is resolved.
     """
     auth_context = getattr(context, "auth_context", None)
     auth = auth_context() if callable(auth_context) else {}
-    certified = [value.decode("ascii", "replace") for value in auth.get("peer_ip", ())]
-    claimed_ip = _parse_claim(address)[0]
-    if not any(_ip_of(ip) == claimed_ip for ip in certified):
-        raise PeerCertificateError(address, certified)
+    ips = {ip for value in auth.get("peer_ip", ()) if (ip := _ip_of(_text(value))) is not None}
+    names = {
+        _text(value).lower()
+        for key in ("peer_dns", "x509_subject_alternative_name")
+        for value in auth.get(key, ())
+    }
+    return ips, names - {str(ip) for ip in ips}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
 def normalize_addr(addr: str) -> str:
@@ -156,7 +159,7 @@ def _ip_of(host: str) -> IPAddress | None:
         return None
 
 
-def _peer_ip(peer: str) -> IPAddress | None:
+def peer_ip(peer: str) -> IPAddress | None:
     """The IP in a grpc peer string (``ipv4:a.b.c.d:p``, ``ipv6:%5B..%5D:p``)."""
     kind, _, rest = peer.partition(":")
     if kind not in ("ipv4", "ipv6"):

@@ -1,17 +1,14 @@
 """InboundManager: who is connected to this server, over which stream.
 
-It identifies callers, registers the streams of known peers, applies the
-tiebreak between a peer's inbound and outbound streams, and keeps the live
-configuration of connected peers.
+A facade over small parts: the ``AddressBook`` (configured nodes and their
+current IPs), the ``Identifier`` (claim → verified ``Peer``), the
+``Membership`` (streams, tiebreak, snapshots, waiters) and the telemetry
+of its decisions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
-import itertools
-import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,45 +17,43 @@ from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from gorums_mw import _tracing as t
+from gorums_mw._address import parse_node_address
+from gorums_mw._address_book import AddressBook
+from gorums_mw._claims import AddrClaim, Claim, ClientClaim, parse_claim
 from gorums_mw._configuration import Configuration
-from gorums_mw._errors import (
-    ConfigurationError,
-    InvalidAddressError,
-    PeerAddressMismatchError,
-    PeerCertificateError,
-)
-from gorums_mw._identity import (
-    CallContext,
-    check_certificate,
-    claimed_address,
-    normalize_addr,
-    validate_claim,
-)
+from gorums_mw._errors import ConfigurationError
+from gorums_mw._identifier import Identifier
+from gorums_mw._identity import CallContext
 from gorums_mw._limits import ByteBudget, Limits
-from gorums_mw._node import Channel, Node
+from gorums_mw._membership import ConfigCallback, Link, Membership, Outcome
+from gorums_mw._node import Channel
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
-from gorums_mw._peer import EXTERNAL_ID, MAX_NODE_ID, Peer, current_peer
+from gorums_mw._peer import EXTERNAL_ID, Peer, current_peer
 from gorums_mw._registrar import Cleanup
-from gorums_mw._settings import setting
+from gorums_mw._settings import NameResolution, setting
 from gorums_mw._stream._endpoint import StreamEndpoint, message_ids
 from gorums_mw._stream._registry import HandlerRegistry
-from gorums_mw._wire import GORUMS_CLIENT_KEY
 
-FIRST_CLIENT_ID = MAX_NODE_ID + 1
-"""Client peers get IDs from here up, never colliding with configured IDs."""
-
-ConfigCallback = Callable[[Configuration], None]
+__all__ = ["ConfigCallback", "InboundManager", "describe_condition"]
 
 
-@dataclass(slots=True, eq=False)
-class _Link:
-    """One registered stream of one peer."""
+@dataclass(frozen=True, slots=True)
+class ManagerStats:
+    """What an ``InboundManager`` holds now, for tests, ``repr`` and metrics.
 
-    peer: Peer
-    stream: Channel
-    context: object | None = None
-    close: Callable[[], None] | None = None
-    cleanup: Cleanup | None = None
+    Attributes:
+        peers: IDs of the connected peers.
+        inbound: IDs of the peers with a registered inbound stream.
+        outbound: IDs of the peers with an outbound stream offered by a dialer.
+        clients: connected client peers.
+        registrations: registered streams (inbound peers and clients).
+    """
+
+    peers: tuple[int, ...]
+    inbound: tuple[int, ...]
+    outbound: tuple[int, ...]
+    clients: int
+    registrations: int
 
 
 class InboundManager:
@@ -86,11 +81,12 @@ class InboundManager:
         tracer_provider: trace.TracerProvider | None = None,
         handlers: HandlerRegistry | None = None,
         require_certificate: bool = False,
+        name_resolution: NameResolution | None = None,
     ) -> None:
         """Create a manager for node ``my_id`` among the known ``nodes``.
 
         Args:
-            my_id: this node's ID (1..2**32-1).
+            my_id: this node's ID (1..2**32-1), one of ``nodes``.
             nodes: the known nodes, from ``with_nodes``.
             limits: message size and buffer bounds of inbound streams;
                 default ``Limits()``.
@@ -102,14 +98,18 @@ class InboundManager:
             handlers: the handlers that serve requests peers send over their
                 streams; default none (requests get ``UNIMPLEMENTED``).
             require_certificate: also require that the caller's TLS client
-                certificate names the claimed IP (an IP subject alternative
-                name); for servers behind NAT or on shared hosts, where the
-                connection's IP alone proves little. Needs a TLS server that
-                requires client certificates.
+                certificate names the node: its IP as an IP subject
+                alternative name or, for a node configured by DNS name, that
+                name as a DNS SAN. For servers behind NAT or on shared hosts,
+                where the connection's IP alone proves little. Needs a TLS
+                server that requires client certificates.
+            name_resolution: how nodes addressed by DNS name are kept
+                current; default ``NameResolution()``.
 
         Raises:
             TypeError: ``nodes`` is not from ``with_nodes`` (``with_node_list``
-                numbers nodes by position, which replicas need not agree on).
+                numbers nodes by position, which replicas need not agree on),
+                or a setting has the wrong type.
             ConfigurationError: ``my_id`` is not a valid node ID or not one
                 of ``nodes``.
         """
@@ -123,31 +123,23 @@ class InboundManager:
                 " must be in its own configuration"
             )
         self._known = dict(nodes.nodes)
-        self._id_of_addr = {addr: node_id for node_id, addr in self._known.items()}
         self._limits = setting(limits, Limits, "limits")
         self._budget = budget if budget is not None else ByteBudget(self._limits.total_buffer)
-        self._on_change = on_config_change
         self._handlers = handlers
-        self._require_certificate = require_certificate
         self._tracer = t.Tracer(tracer_provider)
-        self._lock = threading.RLock()
-        self._nodes = {
-            node_id: Node(node_id, addr, self._tracer) for node_id, addr in self._known.items()
-        }
-        self._inbound: dict[int, _Link] = {}
-        self._outbound: dict[int, _Link] = {}
-        self._by_context: dict[object, _Link] = {}
-        self._connected: list[Node] = []
-        self._snapshot: weakref.ref[Configuration] | None = None
-        self._clients: dict[int, Node] = {}
-        self._client_ids = itertools.count(FIRST_CLIENT_ID)
+        self._book = AddressBook(
+            {node_id: parse_node_address(addr) for node_id, addr in self._known.items()},
+            setting(name_resolution, NameResolution, "name_resolution"),
+        )
+        self._identifier = Identifier(self._book, require_certificate=require_certificate)
+        peers = {node_id: addr for node_id, addr in self._known.items() if node_id != my_id}
+        self._membership = Membership(self._my_id, peers, self._tracer, on_config_change)
         self._message_ids = message_ids(accepted=True)
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def __repr__(self) -> str:
+        stats = self.stats()
         return (
-            f"<InboundManager id={self._my_id} peers={[node.id for node in self._connected]}"
-            f" clients={len(self._clients)}>"
+            f"<InboundManager id={self._my_id} peers={list(stats.peers)} clients={stats.clients}>"
         )
 
     @property
@@ -157,7 +149,7 @@ class InboundManager:
 
     @property
     def known_nodes(self) -> dict[int, str]:
-        """The known nodes: ID → normalized address."""
+        """The known nodes: ID → configured address (an IP literal or a DNS name)."""
         return dict(self._known)
 
     @property
@@ -176,66 +168,63 @@ class InboundManager:
         """The span recorder this manager and its configurations use."""
         return self._tracer
 
+    @property
+    def address_book(self) -> AddressBook:
+        """The configured nodes and the IPs each has now."""
+        return self._book
+
+    def stats(self) -> ManagerStats:
+        """What the manager holds now: connected peers, client peers, registrations."""
+        membership = self._membership
+        with membership.lock:
+            return ManagerStats(
+                tuple(membership.connected_ids),
+                tuple(sorted(membership.inbound_ids)),
+                tuple(sorted(membership.outbound_ids)),
+                len(membership.clients),
+                len(membership.by_context),
+            )
+
     def inbound_config(self) -> Configuration:
         """The live configuration of connected known peers, ID-sorted.
 
-        Each peer appears once, over the stream its pair agreed on. The
-        result is an immutable snapshot; its nodes stay usable handles.
+        Each peer appears once, over the stream its pair agreed on: the one
+        dialed by the lower ID, inbound or outbound (``System`` offers its
+        outbound streams here). The result is an immutable snapshot; its
+        nodes stay usable handles.
         """
-        ref = self._snapshot
-        snapshot = ref() if ref is not None else None
-        if snapshot is None:
-            with self._lock:
-                ref = self._snapshot
-                snapshot = ref() if ref is not None else None
-                if snapshot is None:
-                    # Shares the list: _writable_connected copies it before a
-                    # change while this snapshot is alive (copy on write).
-                    snapshot = Configuration._sorted(self._connected, self._tracer)
-                    self._snapshot = weakref.ref(snapshot)
-        return snapshot
+        return self._membership.config()
 
     def client_config(self) -> Configuration:
         """The configuration of connected client peers (see ``GORUMS_CLIENT_KEY``)."""
-        with self._lock:
-            return Configuration._sorted(tuple(self._clients.values()), self._tracer)
+        return self._membership.client_config()
 
     def lookup_node_id(self, addr: str) -> int | None:
-        """The ID of the known node at ``addr``, or None."""
-        node_id = self._id_of_addr.get(addr)
-        if node_id is not None:
-            return node_id
-        try:
-            return self._id_of_addr.get(normalize_addr(addr))
-        except InvalidAddressError:
-            return None
+        """The ID of the known node at ``addr`` (its configured name or IP, and port), or None."""
+        return self._book.node_of(addr)
 
     def next_message_id(self) -> int:
         """A fresh ID for a server-initiated message; never one a dialing peer uses."""
         return next(self._message_ids)
 
-    def identify(self, context: CallContext, claimed: str) -> Peer:
-        """Validate a ``gorums-addr`` claim against the call's connection.
+    def identify(self, context: CallContext, claim: Claim) -> Peer:
+        """Verify ``claim`` against the call's connection.
 
         Returns:
-            The caller: a known node, or an external client (ID 0) whose
-            address is not known.
+            The caller: a known node, or an external client (ID 0).
 
         Raises:
-            InvalidAddressError: the claim is malformed.
-            PeerAddressMismatchError: the claimed IP is not the connection's.
+            InvalidAddressError: the two identity keys name different nodes.
+            PeerAddressMismatchError: the connection's IP is not the node's.
             PeerCertificateError: certificates are required and the caller's
-                does not name the claimed IP.
+                does not vouch for the node.
         """
-        peer = context.peer()
+        peer_string: str = context.peer() or ""
         try:
-            address = validate_claim(peer, claimed)
-            if self._require_certificate:
-                check_certificate(context, address)
-        except (InvalidAddressError, PeerAddressMismatchError, PeerCertificateError) as exc:
-            self._record_reject(claimed, peer, exc)
+            return self._identifier.identify(peer_string, claim, context)
+        except Exception as exc:
+            self._record_reject(_claimed(claim), peer_string, exc)
             raise
-        return Peer(self._id_of_addr.get(address, EXTERNAL_ID), address, peer)
 
     def peer(self, context: object) -> Peer:
         """Which peer a call is from, for any RPC.
@@ -244,20 +233,23 @@ class InboundManager:
         otherwise the peer the interceptor bound to this call is returned,
         and without an interceptor the context's metadata is checked.
         """
-        link = self._by_context.get(context)
+        link = self._membership.by_context.get(context)
         if link is not None:
             return link.peer
         bound = current_peer()
         if bound.real_address or not isinstance(context, CallContext):
             return bound
-        return self._identify_context(context)
+        claim = self._parse(context)
+        if claim is None:
+            return Peer(EXTERNAL_ID, "", context.peer() or "")
+        return self.identify(context, claim)
 
     def handle_stream(self, context: CallContext, stream: Channel | None = None) -> Cleanup | None:
         """Identify a stream's caller and register it as a connected peer.
 
-        The single entry point for a new inbound stream: identify → lookup →
-        register. Calling it again for the same context returns the same
-        cleanup.
+        The single entry point for a new inbound stream: parse the claim →
+        identify → register. Calling it again for the same context returns
+        the same cleanup.
 
         Args:
             context: the stream's ``grpc.aio.ServicerContext``.
@@ -269,36 +261,35 @@ class InboundManager:
             or unknown caller.
 
         Raises:
-            InvalidAddressError: ``gorums-addr`` is malformed.
-            PeerAddressMismatchError: the claimed IP is not the connection's.
+            InvalidAddressError: the claim is malformed or inconsistent.
+            PeerAddressMismatchError: the connection's IP is not the node's.
+            PeerCertificateError: as ``identify``.
         """
-        existing = self._by_context.get(context)
+        existing = self._membership.by_context.get(context)
         if existing is not None:
             return existing.cleanup
         done = getattr(context, "done", None)
         if callable(done) and done():
             return None  # the caller gave up before its handler started
-        metadata = tuple(context.invocation_metadata() or ())
-        peer_string: str = context.peer()
-        try:
-            claimed = claimed_address(metadata)
-        except InvalidAddressError as exc:
-            self._record_reject("", peer_string, exc)
-            raise
-        if claimed is None:
-            if any(key == GORUMS_CLIENT_KEY for key, _ in metadata):
-                return self._register_client(peer_string, stream, context)
+        claim = self._parse(context)
+        if claim is None:
             return None
-        peer = self.identify(context, claimed)
+        if isinstance(claim, ClientClaim):
+            return self._register_client(context.peer() or "", stream, context)
+        peer = self.identify(context, claim)
         if peer.id == EXTERNAL_ID or peer.id == self._my_id:
             return None
-        return self.register_peer(
-            peer.id, peer.address, stream or self._endpoint(peer), context, peer
+        link = Link(
+            peer,
+            stream or self.endpoint(peer),
+            context,
+            follows_tiebreak=isinstance(claim, AddrClaim),
         )
+        return self._register(link)
 
     def stream_of(self, context: object) -> Channel | None:
         """The stream registered for ``context``, if any."""
-        link = self._by_context.get(context)
+        link = self._membership.by_context.get(context)
         return link.stream if link is not None else None
 
     def register_peer(
@@ -319,33 +310,10 @@ class InboundManager:
             stream, it never removes the replacement.
 
         Raises:
-            KeyError: ``node_id`` is not a known node.
+            KeyError: ``node_id`` is not a known peer.
         """
-        if node_id not in self._known:
-            raise KeyError(f"node {node_id} is not a known node")
-        link = _Link(peer or Peer(node_id, addr, ""), stream, context)
-        link.cleanup = lambda: self._unregister(link)
-        with self._lock:
-            replaced = self._inbound.get(node_id)
-            self._inbound[node_id] = link
-            self._by_context[context] = link
-            outbound = self._outbound.get(node_id)
-            close_outbound = outbound is not None and self._my_id > node_id
-            if close_outbound:
-                del self._outbound[node_id]
-            changed = self._update(node_id)
-            decision = t.DECISION_REPLACED if replaced is not None else t.DECISION_REGISTERED
-            self._record(t.SPAN_REGISTER, link.peer, decision)
-            if outbound is not None:
-                kept = t.DECISION_KEPT_INBOUND if close_outbound else t.DECISION_KEPT_OUTBOUND
-                self._record(t.SPAN_TIEBREAK, link.peer, kept)
-            if changed:
-                self._changed()
-        if replaced is not None:
-            _close(replaced.stream)
-        if close_outbound and outbound is not None and outbound.close is not None:
-            outbound.close()
-        return link.cleanup
+        self._check_peer(node_id)
+        return self._register(Link(peer or Peer(node_id, addr, ""), stream, context))
 
     def add_outbound(self, node_id: int, stream: Channel, close: Callable[[], None]) -> Cleanup:
         """Offer an outbound stream to a known peer for the tiebreak.
@@ -353,38 +321,34 @@ class InboundManager:
         Of a pair's two streams, both sides use the one dialed by the lower
         ID. If this node has the higher ID and the peer's inbound stream is
         registered, ``close`` is called at once (now or when that inbound
-        stream arrives); otherwise the outbound stream connects the peer.
+        stream arrives); otherwise the outbound stream connects the peer. A
+        peer that keeps both streams (Go Gorums) keeps ours too.
 
         Returns:
             The function to call when the outbound stream ends.
+
+        Raises:
+            KeyError: ``node_id`` is not a known peer.
         """
-        if node_id not in self._known:
-            raise KeyError(f"node {node_id} is not a known node")
-        link = _Link(Peer(node_id, self._known[node_id], ""), stream, close=close)
-        with self._lock:
-            inbound = self._inbound.get(node_id)
-            if inbound is not None and self._my_id > node_id:
-                self._record(t.SPAN_TIEBREAK, link.peer, t.DECISION_KEPT_INBOUND)
-                refused = True
-            else:
-                refused = False
-                replaced = self._outbound.get(node_id)
-                self._outbound[node_id] = link
-                if inbound is not None:
-                    self._record(t.SPAN_TIEBREAK, link.peer, t.DECISION_KEPT_OUTBOUND)
-                if self._update(node_id):
-                    self._changed()
-        if refused:
+        self._check_peer(node_id)
+        link = Link(Peer(node_id, self._known[node_id], ""), stream, close=close)
+        outcome, kept = self._membership.add_outbound(link)
+        self._apply(outcome)
+        if not kept:
             close()
             return _noop
-        if replaced is not None and replaced.close is not None:
-            replaced.close()
-        return lambda: self._remove_outbound(link)
+        return lambda: self._membership.remove_outbound(link)
 
     def inbound_stream(self, node_id: int) -> Channel | None:
         """The registered inbound stream of ``node_id``, if any."""
-        link = self._inbound.get(node_id)
+        link = self._membership.inbound_stream(node_id)
         return link.stream if link is not None else None
+
+    def keeps_own_dialing(self, node_id: int) -> bool:
+        """Whether this node must keep dialing ``node_id`` although it dialed us:
+        the lower ID does, and so does everyone with a peer that keeps both streams."""
+        link = self._membership.inbound_stream(node_id)
+        return link is None or not link.follows_tiebreak or self._my_id < node_id
 
     async def wait_for_config(
         self, cond: Callable[[Configuration], bool], timeout: float | None = None
@@ -395,7 +359,8 @@ class InboundManager:
         a node switches streams (a reconnect or a tiebreak); never polls.
 
         Raises:
-            TimeoutError: ``timeout`` seconds passed first.
+            TimeoutError: ``timeout`` seconds passed first; it names ``cond``
+                and the configuration.
         """
         return await self._wait(self.inbound_config, cond, timeout)
 
@@ -409,130 +374,8 @@ class InboundManager:
         """
         return await self._wait(self.client_config, cond, timeout)
 
-    async def _wait(
-        self,
-        current: Callable[[], Configuration],
-        cond: Callable[[Configuration], bool],
-        timeout: float | None,
-    ) -> Configuration:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    waiter = loop.create_future()
-                    entry = (loop, waiter)
-                    with self._lock:
-                        config = current()
-                        if cond(config):
-                            return config
-                        self._waiters.append(entry)
-                    try:
-                        await waiter
-                    finally:
-                        with self._lock:
-                            if entry in self._waiters:
-                                self._waiters.remove(entry)
-        except TimeoutError:
-            raise TimeoutError(
-                f"waited {timeout} s for {describe_condition(cond)}; the configuration was"
-                f" {current()!r}"
-            ) from None
-
-    def _update(self, node_id: int) -> bool:
-        """Attach node ``node_id`` to its preferred stream; True if membership changed.
-
-        A change of stream alone wakes ``wait_for_config`` waiters too.
-        """
-        inbound = self._inbound.get(node_id)
-        outbound = self._outbound.get(node_id)
-        if inbound is not None and outbound is not None:
-            chosen: _Link | None = outbound if self._my_id < node_id else inbound
-        else:
-            chosen = inbound or outbound
-        node = self._nodes[node_id]
-        stream = chosen.stream if chosen is not None else None
-        if node.channel is not stream:
-            node.attach(stream)
-            self._wake_waiters()
-        index = bisect.bisect_left(self._connected, node_id, key=_node_id)
-        present = index < len(self._connected) and self._connected[index] is node
-        if chosen is not None and not present:
-            self._writable_connected().insert(index, node)
-            return True
-        if chosen is None and present:
-            del self._writable_connected()[index]
-            return True
-        return False
-
-    def _writable_connected(self) -> list[Node]:
-        """The connected nodes, safe to change: copied if a snapshot still shares them."""
-        ref, self._snapshot = self._snapshot, None
-        if ref is not None and ref() is not None:
-            self._connected = list(self._connected)
-        return self._connected
-
-    def _wake_waiters(self) -> None:
-        if self._waiters:
-            for loop, waiter in self._waiters:
-                loop.call_soon_threadsafe(_wake, waiter)
-            self._waiters.clear()
-
-    def _changed(self) -> None:
-        """Publish a membership change; called with the lock held."""
-        self._wake_waiters()
-        if self._on_change is not None:
-            self._on_change(self.inbound_config())
-
-    def _unregister(self, link: _Link) -> None:
-        node_id = link.peer.id
-        with self._lock:
-            if self._by_context.get(link.context) is not link:
-                return  # already cleaned up
-            del self._by_context[link.context]
-            if self._inbound.get(node_id) is not link:
-                self._record(t.SPAN_UNREGISTER, link.peer, t.DECISION_STALE)
-            else:
-                del self._inbound[node_id]
-                changed = self._update(node_id)
-                self._record(t.SPAN_UNREGISTER, link.peer, t.DECISION_UNREGISTERED)
-                if changed:
-                    self._changed()
-        _close(link.stream)
-
-    def _unregister_client(self, link: _Link) -> None:
-        with self._lock:
-            if self._by_context.pop(link.context, None) is None:
-                return
-            del self._clients[link.peer.id]
-            self._record(t.SPAN_UNREGISTER, link.peer, t.DECISION_UNREGISTERED)
-            self._wake_waiters()
-        _close(link.stream)
-
-    def _remove_outbound(self, link: _Link) -> None:
-        node_id = link.peer.id
-        with self._lock:
-            if self._outbound.get(node_id) is not link:
-                return
-            del self._outbound[node_id]
-            if self._update(node_id):
-                self._changed()
-
-    def _register_client(
-        self, peer_string: str, stream: Channel | None, context: object
-    ) -> Cleanup:
-        with self._lock:
-            peer = Peer(next(self._client_ids), "", peer_string)
-            link = _Link(peer, stream or self._endpoint(peer), context)
-            link.cleanup = lambda: self._unregister_client(link)
-            node = Node(peer.id, "", self._tracer)
-            node.attach(link.stream)
-            self._clients[peer.id] = node
-            self._by_context[context] = link
-            self._record(t.SPAN_REGISTER, peer, t.DECISION_REGISTERED)
-            self._wake_waiters()
-        return link.cleanup
-
-    def _endpoint(self, peer: Peer) -> StreamEndpoint:
+    def endpoint(self, peer: Peer) -> StreamEndpoint:
+        """A NodeStream endpoint for an inbound stream of ``peer``."""
         return StreamEndpoint(
             peer,
             self._handlers,
@@ -542,38 +385,94 @@ class InboundManager:
             ids=self._message_ids,
         )
 
-    def _identify_context(self, context: CallContext) -> Peer:
-        metadata = context.invocation_metadata() or ()
-        peer_string: str = context.peer()
-        claimed = claimed_address(metadata)
-        if claimed is None:
-            return Peer(EXTERNAL_ID, "", peer_string)
-        return self.identify(context, claimed)
+    async def _wait(
+        self,
+        current: Callable[[], Configuration],
+        cond: Callable[[Configuration], bool],
+        timeout: float | None,
+    ) -> Configuration:
+        loop = asyncio.get_running_loop()
+        membership = self._membership
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    entry = (loop, loop.create_future())
+                    with membership.lock:
+                        config = current()
+                        if cond(config):
+                            return config
+                        membership.add_waiter(entry)
+                    try:
+                        await entry[1]
+                    finally:
+                        membership.remove_waiter(entry)
+        except TimeoutError:
+            raise TimeoutError(
+                f"waited {timeout} s for {describe_condition(cond)}; the configuration was"
+                f" {current()!r}"
+            ) from None
 
-    def _record(self, name: str, peer: Peer, decision: str) -> None:
-        span = self._tracer.start_decision(name)
-        if span.is_recording():
-            span.set_attributes(self._attributes(peer, decision))
-        span.end()
+    def _parse(self, context: CallContext) -> Claim | None:
+        try:
+            return parse_claim(context.invocation_metadata() or ())
+        except Exception as exc:
+            self._record_reject("", context.peer() or "", exc)
+            raise
+
+    def _check_peer(self, node_id: int) -> None:
+        if node_id not in self._known or node_id == self._my_id:
+            raise KeyError(f"node {node_id} is not a known peer (known: {sorted(self._known)})")
+
+    def _register(self, link: Link) -> Cleanup:
+        membership = self._membership
+        link.cleanup = lambda: self._apply(membership.unregister(link))
+        self._apply(membership.register_inbound(link))
+        return link.cleanup
+
+    def _register_client(
+        self, peer_string: str, stream: Channel | None, context: object
+    ) -> Cleanup:
+        membership = self._membership
+
+        def make_link(peer: Peer) -> Link:
+            link = Link(peer, stream or self.endpoint(peer), context)
+            link.cleanup = lambda: self._apply(membership.unregister_client(link))
+            return link
+
+        link, outcome = membership.register_client(peer_string, make_link)
+        self._apply(outcome)
+        return link.cleanup or _noop
+
+    def _apply(self, outcome: Outcome) -> None:
+        """Record an outcome's decisions, then close what it retired."""
+        for name, peer, decision in outcome.decisions:
+            span = self._tracer.start_decision(name)
+            if span.is_recording():
+                span.set_attributes(self._attributes(peer, decision, outcome.size))
+            span.end()
+        for close in outcome.close:
+            close()
 
     def _record_reject(self, claimed: str, peer: str, exc: Exception) -> None:
         span = self._tracer.start_decision(t.SPAN_REJECT)
         if span.is_recording():
-            span.set_attributes(
-                self._attributes(Peer(EXTERNAL_ID, claimed, peer), t.DECISION_REJECTED)
+            size = len(self._membership.connected_ids)
+            attributes = self._attributes(
+                Peer(EXTERNAL_ID, claimed, peer), t.DECISION_REJECTED, size
             )
+            span.set_attributes(attributes)
             span.set_attribute(t.ATTR_REASON, str(exc))
             span.set_status(StatusCode.ERROR, str(exc))
         span.end()
 
-    def _attributes(self, peer: Peer, decision: str) -> dict[str, AttributeValue]:
+    def _attributes(self, peer: Peer, decision: str, size: int) -> dict[str, AttributeValue]:
         return {
             t.ATTR_NODE_ID: self._my_id,
             t.ATTR_PEER_ID: peer.id,
             t.ATTR_CLAIMED_ADDRESS: peer.address,
             t.ATTR_REAL_ADDRESS: peer.real_address,
             t.ATTR_DECISION: decision,
-            t.ATTR_CONFIG_SIZE: len(self._connected),
+            t.ATTR_CONFIG_SIZE: size,
         }
 
 
@@ -586,19 +485,12 @@ def describe_condition(cond: Callable[..., object]) -> str:
     return f"the condition {name}"
 
 
-def _node_id(node: Node) -> int:
-    return node.id
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def _close(stream: object) -> None:
-    close = getattr(stream, "close", None)
-    if callable(close):
-        close()
+def _claimed(claim: Claim) -> str:
+    if isinstance(claim, AddrClaim):
+        return str(claim.address)
+    if isinstance(claim, ClientClaim):
+        return ""
+    return f"node {claim.node_id}"
 
 
 def _noop() -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gorums_mw._errors import ConfigurationError, InvalidAddressError
-from gorums_mw._identity import normalize_addr
+from gorums_mw._address import parse_node_address
+from gorums_mw._errors import ConfigurationError
 from gorums_mw._peer import MAX_NODE_ID
 
 
@@ -20,7 +20,8 @@ class NodeListOption:
     """Nodes to dial, by ID. Built by ``with_nodes`` or ``with_node_list``.
 
     Attributes:
-        nodes: node ID → normalized address, in ID order.
+        nodes: node ID → address, in ID order: a canonical IP literal or a
+            lower-cased DNS name, with a port.
     """
 
     nodes: Mapping[int, str]
@@ -41,8 +42,11 @@ def with_nodes(nodes: Mapping[int, str]) -> InboundNodeOption:
     """Name each node by an explicit ID.
 
     Args:
-        nodes: node ID (1..2**32-1) → ``host:port``. Host names are resolved
-            once, here (``normalize_addr``).
+        nodes: node ID (1..2**32-1) → ``host:port``. The host is an IP
+            literal (canonicalized: ``[::ffff:127.0.0.1]:1`` is
+            ``127.0.0.1:1``) or a DNS name (kept, lower-cased; nothing is
+            resolved here: grpc resolves it to dial, and a server keeps a
+            cache of each name's IPs to check claims, see ``NameResolution``).
 
     Returns:
         An option usable to dial a configuration and by an ``InboundManager``.
@@ -83,8 +87,8 @@ def _validated(items: Iterable[tuple[object, object]]) -> dict[int, str]:
         if not isinstance(addr, str):
             raise ConfigurationError(f"node {node_id}: address must be a str, got {addr!r}")
         try:
-            normalized = normalize_addr(addr)
-        except InvalidAddressError as exc:
+            normalized = str(parse_node_address(addr))
+        except ValueError as exc:
             raise ConfigurationError(f"node {node_id}: {exc}") from exc
         if normalized in id_of:
             raise ConfigurationError(

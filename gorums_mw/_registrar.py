@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from gorums_mw._claims import Claim
 from gorums_mw._peer import Peer
 
 Cleanup = Callable[[], None]
@@ -25,9 +26,9 @@ class PeerRegistrar(Protocol):
     with that code and the exception's message.
     """
 
-    def identify(self, context: grpc.aio.ServicerContext[Any, Any], claimed: str) -> Peer:
-        """Validate ``claimed`` (a ``gorums-addr`` value) against the call's
-        connection and return who the caller is."""
+    def identify(self, context: grpc.aio.ServicerContext[Any, Any], claim: Claim) -> Peer:
+        """Verify ``claim`` (parsed from the call's identity metadata) against
+        the call's connection and return who the caller is."""
         ...
 
     def peer(self, context: object) -> Peer:

@@ -110,3 +110,29 @@ class Backoff:
             ("grpc.min_reconnect_backoff_ms", max(1, int(self.initial * 1000))),
             ("grpc.max_reconnect_backoff_ms", max(1, int(self.maximum * 1000))),
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class NameResolution:
+    """How node addresses given as DNS names are kept current.
+
+    A name's IPs are cached. An entry older than ``ttl`` seconds is
+    refreshed in the background when next used; a claim for a node from an
+    IP its entry lacks is refused and triggers a refresh, at most once per
+    ``min_interval`` seconds per name. A replica that comes back on a new
+    IP is therefore accepted again within ``min_interval`` plus one
+    reconnect backoff of its dialer (plus the time its name takes to
+    resolve). Names are never resolved on a call's path.
+    """
+
+    ttl: float = 30.0
+    min_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("ttl", "min_interval"):
+            value = getattr(self, name)
+            if not _is_seconds(value):
+                raise ValueError(
+                    f"NameResolution.{name} must be a finite, positive number of seconds,"
+                    f" got {value!r}"
+                )

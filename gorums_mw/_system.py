@@ -273,11 +273,14 @@ class _TiebreakLinker:
         return self._manager.add_outbound(node.id, endpoint, endpoint.retire)
 
     async def wait_to_dial(self, node_id: int) -> None:
-        """A higher-ID replica does not dial a lower one whose stream it already uses."""
-        if node_id > self._my_id:
+        """A higher-ID replica does not dial a lower one whose stream it already uses
+        (unless that peer keeps both streams of a pair, as Go Gorums does)."""
+        manager = self._manager
+        if manager.keeps_own_dialing(node_id):
             return
-        inbound = self._manager.inbound_stream(node_id)
-        if inbound is not None:
-            await self._manager.wait_for_config(
-                lambda _: self._manager.inbound_stream(node_id) is not inbound
+        inbound = manager.inbound_stream(node_id)
+        await manager.wait_for_config(
+            lambda _: (
+                manager.inbound_stream(node_id) is not inbound or manager.keeps_own_dialing(node_id)
             )
+        )

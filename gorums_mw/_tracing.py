@@ -50,6 +50,8 @@ DECISION_STALE = "stale_cleanup"
 DECISION_REJECTED = "rejected"
 DECISION_KEPT_OUTBOUND = "kept_outbound"
 DECISION_KEPT_INBOUND = "kept_inbound"
+DECISION_KEPT_BOTH = "kept_both"
+DECISION_RETIRED = "retired"
 
 
 class Tracer:

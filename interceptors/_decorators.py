@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from gorums_mw._peer import current_peer
+from gorums_mw._peer import UNKNOWN_PEER, Peer, current_peer
+from gorums_mw.interceptors._server import interceptor_ran
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,14 +34,14 @@ def with_peer(handler: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(handler)
         async def stream_with_peer(*args: Any) -> AsyncIterator[Any]:
-            async for item in handler(*args, peer=current_peer()):
+            async for item in handler(*args, peer=_identified_peer("with_peer")):
                 yield item
 
         return stream_with_peer
 
     @functools.wraps(handler)
     async def call_with_peer(*args: Any) -> Any:
-        return await handler(*args, peer=current_peer())
+        return await handler(*args, peer=_identified_peer("with_peer"))
 
     return _check_async(handler, call_with_peer)
 
@@ -70,12 +71,29 @@ def replicas_only(handler: F) -> F:
 
 
 async def _deny_unless_replica(context: Any) -> None:
-    peer = current_peer()
+    peer = _identified_peer("replicas_only")
     if not peer.is_replica:
         await context.abort(
             grpc.StatusCode.PERMISSION_DENIED,
             f"only configured replicas may call this method (caller has ID {peer.id})",
         )
+
+
+def _identified_peer(decorator: str) -> Peer:
+    """The calling peer.
+
+    Raises:
+        RuntimeError: no ``PeerIdentityInterceptor`` saw this call (and it
+            did not come over NodeStream), so the caller is unknown; grpc
+            answers such a call ``UNKNOWN``.
+    """
+    peer = current_peer()
+    if peer is UNKNOWN_PEER and not interceptor_ran():
+        raise RuntimeError(
+            f"{decorator}: no interceptor identified this call: add"
+            " PeerIdentityInterceptor(manager) to the grpc.aio server's interceptors"
+        )
+    return peer
 
 
 def _check_async(handler: Callable[..., Any], wrapper: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,15 +10,28 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import grpc
 from grpc import aio
 
+from gorums_mw._claims import (
+    IDENTITY_KEYS,
+    AddrClaim,
+    Claim,
+    ClientClaim,
+    NodeIdClaim,
+    parse_claim,
+)
+from gorums_mw._errors import InvalidAddressError
 from gorums_mw._peer import bind_peer
 from gorums_mw._registrar import Cleanup, PeerRegistrar
-from gorums_mw._wire import GORUMS_ADDR_KEY, NODE_STREAM_PATH
+from gorums_mw._stream._endpoint import running_loop
+from gorums_mw._wire import NODE_STREAM_PATH
 
 NODE_STREAM_METHOD: Final = NODE_STREAM_PATH
 """The grpc path of the NodeStream RPC, registered by default."""
 
-_REPEATED: Final = "\x00repeated"
-_claim: contextvars.ContextVar[str | None] = contextvars.ContextVar("gorums_claim", default=None)
+_NOT_INTERCEPTED: Final = object()
+_claim: contextvars.ContextVar[Claim | InvalidAddressError | object | None] = (
+    contextvars.ContextVar("gorums_claim", default=_NOT_INTERCEPTED)
+)
+"""The claim of the call being handled; set by the interceptor for every call."""
 
 Behavior: TypeAlias = "Callable[[Any, aio.ServicerContext[Any, Any]], Any]"
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
@@ -35,11 +48,12 @@ class PeerIdentityInterceptor(_ServerInterceptor):
     """Identifies the caller of every RPC; registers streaming peers.
 
     Attach it to an existing ``grpc.aio`` server; servicers need no change.
-    For every call that carries ``gorums-addr`` it checks the claim against
-    the connection (``UNAUTHENTICATED`` on a mismatch, ``INVALID_ARGUMENT``
-    on a malformed value) and binds the caller, so ``current_peer()`` inside
-    the handler returns it. Calls without ``gorums-addr`` pass straight
-    through, untouched. For the streaming methods named in
+    For every call that claims an identity (``gorums-addr``, or Go Gorums'
+    ``gorums-node-id``) it checks the claim against the connection
+    (``UNAUTHENTICATED`` on a mismatch, ``INVALID_ARGUMENT`` on a malformed
+    or inconsistent value) and binds the caller, so ``current_peer()`` inside
+    the handler returns it. Calls without a claim pass straight through,
+    untouched. For the streaming methods named in
     ``register_methods``, it also registers the caller as a connected peer
     for the lifetime of the stream.
 
@@ -65,18 +79,34 @@ class PeerIdentityInterceptor(_ServerInterceptor):
         self._register = frozenset(register_methods)
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(  # type: ignore[override]  # grpc accepts None
+    def intercept_service(  # type: ignore[override]  # grpc.aio awaits what it returns
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Awaitable[Handler | None]:
+        """Wrap the handler of a call that claims an identity or registers.
+
+        Raises:
+            TypeError: on a synchronous ``grpc.server`` (grpc then answers
+                the call ``UNKNOWN`` at once; it cannot be refused earlier,
+                as grpc does not check the interceptors it is given).
+        """
+        if running_loop() is None:
+            raise TypeError(
+                "PeerIdentityInterceptor works with grpc.aio servers only; this call comes"
+                " from a synchronous grpc.server(): use grpc.aio.server(interceptors=[...])"
+            )
+        return self._intercept(continuation, handler_call_details)
+
+    async def _intercept(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
-        """Wrap the handler of a call that claims an address or registers."""
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method: str = handler_call_details.method
-        claimed = _find_claim(handler_call_details.invocation_metadata)
-        if claimed is None and method not in self._register:
+        claim = _find_claim(handler_call_details.invocation_metadata)
+        _claim.set(claim)
+        if claim is None and method not in self._register:
             return handler
-        _claim.set(claimed)
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
@@ -130,14 +160,14 @@ class PeerIdentityInterceptor(_ServerInterceptor):
         return identified
 
     async def _enter_call(self, context: aio.ServicerContext[Any, Any]) -> Cleanup | None:
-        claimed = _claim.get()
-        if claimed is not None:
-            try:
-                if claimed is _REPEATED:
-                    raise _Rejected(f"{GORUMS_ADDR_KEY} sent more than once")
-                bind_peer(self._registrar.identify(context, claimed))
-            except Exception as exc:
-                await _abort(context, exc)
+        claim = _claim.get()
+        try:
+            if isinstance(claim, InvalidAddressError):
+                raise claim
+            if isinstance(claim, AddrClaim | NodeIdClaim | ClientClaim):
+                bind_peer(self._registrar.identify(context, claim))
+        except Exception as exc:
+            await _abort(context, exc)
         return None
 
     async def _enter_stream(self, context: aio.ServicerContext[Any, Any]) -> Cleanup | None:
@@ -149,10 +179,6 @@ class PeerIdentityInterceptor(_ServerInterceptor):
         return cleanup
 
 
-class _Rejected(Exception):
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
 async def _abort(context: aio.ServicerContext[Any, Any], exc: Exception) -> None:
     """Abort with the status an identification error names, else re-raise."""
     code = getattr(exc, "code", None)
@@ -161,12 +187,21 @@ async def _abort(context: aio.ServicerContext[Any, Any], exc: Exception) -> None
     raise exc
 
 
-def _find_claim(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
-    claimed: str | None = None
-    for key, value in metadata or ():
-        if key == GORUMS_ADDR_KEY:
-            claimed = _REPEATED if claimed is not None else str(value)
-    return claimed
+def interceptor_ran() -> bool:
+    """Whether a ``PeerIdentityInterceptor`` saw the call being handled."""
+    return _claim.get() is not _NOT_INTERCEPTED
+
+
+def _find_claim(
+    metadata: tuple[tuple[str, str | bytes], ...] | None,
+) -> Claim | InvalidAddressError | None:
+    """The call's claim; a malformed one is returned, to be refused in the handler."""
+    if not metadata or not any(key in IDENTITY_KEYS for key, _ in metadata):
+        return None
+    try:
+        return parse_claim(metadata)
+    except InvalidAddressError as exc:
+        return exc
 
 
 _FACTORIES: Final[dict[str, Callable[..., Handler]]] = {

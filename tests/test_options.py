@@ -21,16 +21,17 @@ from gorums_mw import (
 
 
 def test_inbound_node_option() -> None:
-    option = with_nodes({3: "localhost:9003", 1: "127.0.0.1:9001", 2: "[::1]:9002"})
+    option = with_nodes({3: "Store-2.Store:9003", 1: "127.0.0.1:9001", 2: "[0:0::1]:9002"})
     assert isinstance(option, InboundNodeOption) and isinstance(option, NodeListOption)
     assert list(option.nodes.items()) == [
         (1, "127.0.0.1:9001"),
-        (2, "[::1]:9002"),
-        (3, "127.0.0.1:9003"),
+        (2, "[::1]:9002"),  # IP literals canonical
+        (3, "store-2.store:9003"),  # names kept, lower-cased, not resolved
     ]
     manager = InboundManager(1, option)
-    assert manager.lookup_node_id("localhost:9002") is None  # localhost resolves to IPv4
     assert manager.lookup_node_id("[0:0::1]:9002") == 2
+    assert manager.lookup_node_id("STORE-2.store:9003") == 3
+    assert manager.lookup_node_id("localhost:9002") is None  # no name is resolved to look up
     listed = with_node_list(["127.0.0.1:9001", "[::1]:9002"])
     assert not isinstance(listed, InboundNodeOption)
     assert dict(listed.nodes) == {1: "127.0.0.1:9001", 2: "[::1]:9002"}
@@ -49,8 +50,12 @@ def test_inbound_node_option() -> None:
         ({1: "127.0.0.1:65536"}, "port must be 1..65535"),
         ({1: "::1:80"}, "in brackets"),
         ({1: 9001}, "must be a str"),
-        ({1: "no-such-host.invalid:1"}, "cannot resolve"),
-        ({1: "127.0.0.1:1", 2: "localhost:1"}, "already node 1"),
+        ({1: "127.0.0.1:1", 2: "[::ffff:127.0.0.1]:1"}, "already node 1"),
+        ({1: "a.example:1", 2: "A.Example:1"}, "already node 1"),
+        ({1: "0.0.0.0:9001"}, "unspecified address"),
+        ({1: "[::]:9001"}, "unspecified address"),
+        ({1: "http://host:9001"}, "no URL scheme"),
+        ({1: "bad host:1"}, "invalid host"),
         ({}, "at least one node"),
     ],
 )

@@ -36,7 +36,7 @@ def add_node_stream_service(manager: InboundManager, server: aio.Server) -> None
         bind_peer(peer)
         stream = manager.stream_of(context)
         if not isinstance(stream, StreamEndpoint):  # an external caller: served, not registered
-            stream = manager._endpoint(peer)
+            stream = manager.endpoint(peer)
         try:
             await context.send_initial_metadata(())
             await stream.run(context.read, context.write)

@@ -129,14 +129,14 @@ async def test_churn_leaves_a_true_configuration_and_no_leaks() -> None:
         def quiet() -> bool:
             return (
                 len(asyncio.all_tasks()) == expected_tasks
-                and len(manager._by_context) == STABLE
+                and manager.stats().registrations == STABLE
                 and manager.inbound_config().ids == stable_ids
             )
 
         await eventually(quiet, timeout=20)
         config = manager.inbound_config()
-        assert sorted(manager._inbound) == list(stable_ids)
-        assert manager._outbound == {}
+        assert manager.stats().inbound == stable_ids
+        assert manager.stats().outbound == ()
         assert all(
             isinstance(n.channel, StreamEndpoint) and n.channel.in_flight == 0 for n in config
         )
@@ -150,5 +150,7 @@ async def test_churn_leaves_a_true_configuration_and_no_leaks() -> None:
         for channel in channels:
             await channel.close(None)
         await server.stop(None)
-    await eventually(lambda: not manager._by_context, timeout=10)  # cancelled handlers clean up
+    await eventually(
+        lambda: not manager.stats().registrations, timeout=10
+    )  # cancelled handlers clean up
     assert manager.inbound_config().ids == ()

@@ -17,7 +17,7 @@ from gorums_mw import (
     current_peer,
     with_nodes,
 )
-from gorums_mw._inbound_manager import FIRST_CLIENT_ID
+from gorums_mw._membership import FIRST_CLIENT_ID
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc

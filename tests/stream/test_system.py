@@ -82,11 +82,11 @@ async def assert_one_stream_per_pair(replicas: LocalReplicas) -> None:
             assert reply.node_id == low.id and reply.number == high.id
             assert reply.text == high.address, (low.id, high.id, reply.text)
             # And the stream high dialed to low is gone on both sides.
-            assert low.id not in high.manager._outbound
-            inbound_at_low = low.manager._inbound.get(high.id)
+            assert low.id not in high.manager.stats().outbound
+            inbound_at_low = low.manager.inbound_stream(high.id)
             if inbound_at_low is not None:
-                assert isinstance(inbound_at_low.stream, StreamEndpoint)
-                await asyncio.wait_for(inbound_at_low.stream.wait_closed(), 5)
+                assert isinstance(inbound_at_low, StreamEndpoint)
+                await asyncio.wait_for(inbound_at_low.wait_closed(), 5)
 
 
 @pytest.mark.parametrize("size", [3, 5])

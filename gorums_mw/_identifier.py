@@ -1,0 +1,115 @@
+"""Identification: which configured node a claim names, and whether the connection proves it.
+
+Both dialects are checked the same way: the connection's IP must be one of
+the IPs of the node the claim names (``gorums-addr``: the node at that
+address; ``gorums-node-id``: the node with that ID). Upstream Go Gorums
+trusts ``gorums-node-id``; gorums-mw does not. A caller that names no
+configured node is an external client (ID 0). No name is resolved here:
+names' IPs come from the ``AddressBook`` cache.
+"""
+
+from __future__ import annotations
+
+from gorums_mw._address import IPAddress, NodeAddress
+from gorums_mw._address_book import AddressBook
+from gorums_mw._claims import AddrClaim, Claim, ClientClaim, NodeIdClaim
+from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
+from gorums_mw._identity import certified_names, peer_ip
+from gorums_mw._peer import EXTERNAL_ID, Peer
+
+
+class Identifier:
+    """Turns a claim and a connection into a ``Peer``, or refuses it."""
+
+    __slots__ = ("_book", "_require_certificate")
+
+    def __init__(self, book: AddressBook, *, require_certificate: bool) -> None:
+        self._book = book
+        self._require_certificate = require_certificate
+
+    def identify(self, peer_string: str, claim: Claim, context: object) -> Peer:
+        """The caller a verified ``claim`` makes of this connection.
+
+        Args:
+            peer_string: grpc's peer string for the connection (``""``: none
+                known, an external caller as in Go Gorums' ``identifyPeer``).
+            claim: what the caller claims.
+            context: the call's context, for its TLS auth context.
+
+        Returns:
+            A configured node, or an external caller (ID 0) when the claim
+            names no configured node (or is a client peer's).
+
+        Raises:
+            InvalidAddressError: ``gorums-addr`` and ``gorums-node-id`` name
+                different nodes.
+            PeerAddressMismatchError: the connection's IP is not the node's.
+            PeerCertificateError: certificates are required and the caller's
+                does not vouch for the node.
+        """
+        if isinstance(claim, ClientClaim) or not peer_string:
+            return Peer(EXTERNAL_ID, "", peer_string)
+        if isinstance(claim, NodeIdClaim):
+            node_id: int | None = claim.node_id if claim.node_id in self._book else None
+            claimed = f"node {claim.node_id}"
+        else:
+            node_id = self._node_of(claim)
+            claimed = str(claim.address)
+        if node_id is None:
+            if isinstance(claim, AddrClaim) and claim.address.ip is not None:
+                self._check_ip(peer_string, claim.address.ip, claimed)
+            return Peer(EXTERNAL_ID, claimed if isinstance(claim, AddrClaim) else "", peer_string)
+        configured = self._book.address(node_id)
+        if isinstance(claim, AddrClaim) and claim.address.ip is not None:
+            self._check_ip(peer_string, claim.address.ip, claimed)
+        else:
+            self._check_node_ips(peer_string, node_id, claimed)
+        if self._require_certificate:
+            self._check_certificate(context, peer_string, configured, claimed)
+        return Peer(node_id, str(configured), peer_string)
+
+    def _node_of(self, claim: AddrClaim) -> int | None:
+        """The node ``claim`` names; both keys, when sent, must name the same one."""
+        node_id = self._book.node_of(claim.address)
+        if claim.node_id is not None and claim.node_id != node_id:
+            if node_id is None and claim.node_id not in self._book:
+                return None  # neither names a configured node: an external caller
+            raise InvalidAddressError(
+                f"gorums-addr {str(claim.address)!r} names node {node_id}, but gorums-node-id"
+                f" names node {claim.node_id}"
+            )
+        return node_id
+
+    def _check_ip(self, peer_string: str, claimed_ip: IPAddress, claimed: str) -> None:
+        """The connection must come from ``claimed_ip`` (a unix socket: from loopback)."""
+        if peer_string.startswith("unix"):
+            if claimed_ip.is_loopback:
+                return
+        elif peer_ip(peer_string) == claimed_ip:
+            return
+        raise PeerAddressMismatchError(claimed, peer_string)
+
+    def _check_node_ips(self, peer_string: str, node_id: int, claimed: str) -> None:
+        """The connection must come from one of the node's current IPs."""
+        ips = self._book.ips_of(node_id)
+        if peer_string.startswith("unix"):
+            if any(ip.is_loopback for ip in ips):
+                return
+        elif peer_ip(peer_string) in ips:
+            return
+        self._book.refresh(node_id)  # the node may have moved: the peer's retry may pass
+        raise PeerAddressMismatchError(claimed, peer_string)
+
+    def _check_certificate(
+        self, context: object, peer_string: str, configured: NodeAddress, claimed: str
+    ) -> None:
+        """The client certificate must name the node: its IP, or its configured DNS name."""
+        ips, names = certified_names(context)
+        connection_ip = peer_ip(peer_string)
+        if configured.ip is not None:
+            if configured.ip in ips:
+                return
+        elif configured.host in names or (connection_ip is not None and connection_ip in ips):
+            return
+        certified = [str(ip) for ip in sorted(ips, key=str)] + sorted(names)
+        raise PeerCertificateError(claimed, certified)
