@@ -22,7 +22,7 @@ from gorums_mw._options import NodeListOption, check_node_id
 from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._registrar import Cleanup
-from gorums_mw._settings import Backoff, Keepalive, setting
+from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
 from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._tracing import Tracer
@@ -96,6 +96,7 @@ class OutboundManager:
         tracer_provider: trace.TracerProvider | None = None,
         linker: StreamLinker | None = None,
         budget: ByteBudget | None = None,
+        name_resolution: NameResolution | None = None,
     ) -> None:
         """Prepare to dial ``nodes``.
 
@@ -119,6 +120,10 @@ class OutboundManager:
             linker: how streams join a membership; default each connects its node.
             budget: the byte budget to share with other streams (a ``System``
                 shares one with its server); default one of ``limits.total_buffer``.
+            name_resolution: for nodes addressed by DNS name: grpc resolves the
+                name again at most once per ``min_interval`` when a connection
+                fails (grpc's default is 30 s), so a replica that moved is
+                dialed at its new IP soon; default ``NameResolution()``.
 
         Raises:
             TypeError: ``nodes`` is not a node option, or a setting has the wrong type.
@@ -133,6 +138,7 @@ class OutboundManager:
         self._budget = budget if budget is not None else ByteBudget(self._limits.total_buffer)
         self._keepalive = setting(keepalive, Keepalive, "keepalive")
         self._backoff = setting(backoff, Backoff, "backoff")
+        self._names = setting(name_resolution, NameResolution, "name_resolution")
         self._credentials = credentials
         self._tracer = Tracer(tracer_provider)
         self._linker: StreamLinker = linker if linker is not None else _DirectLinker()
@@ -217,6 +223,7 @@ class OutboundManager:
             *self._keepalive.channel_options(),
             *self._backoff.channel_options(),
             *self._limits.grpc_options(),
+            ("grpc.dns_min_time_between_resolutions_ms", int(self._names.min_interval * 1000)),
         ]
         if self._credentials is not None:
             channel = aio.secure_channel(node.address, self._credentials, options=options)

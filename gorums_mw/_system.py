@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -10,6 +12,7 @@ import grpc
 from grpc import aio
 from opentelemetry import trace
 
+from gorums_mw._address import parse_node_address
 from gorums_mw._configuration import Configuration
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._inbound_manager import ConfigCallback, InboundManager, describe_condition
@@ -20,7 +23,7 @@ from gorums_mw._options import InboundNodeOption, check_node_id, with_nodes
 from gorums_mw._outbound import OutboundManager
 from gorums_mw._peer import Peer
 from gorums_mw._registrar import Cleanup
-from gorums_mw._settings import Backoff, Keepalive, setting
+from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
 from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw._stream._local import LocalChannel
 from gorums_mw._stream._registry import HandlerRegistry
@@ -28,6 +31,15 @@ from gorums_mw._stream._service import add_node_stream_service
 from gorums_mw.interceptors._server import PeerIdentityInterceptor
 
 AddServicer = Callable[[Any, Any], None]
+
+_FIRST_RESOLUTION = 2.0
+"""Seconds ``start()`` waits for the replicas' names to resolve, at most."""
+
+
+def _listen_address(address: str) -> str:
+    """Where a replica at ``address`` listens: there, or on every interface if it is a name."""
+    parsed = parse_node_address(address)
+    return f"[::]:{parsed.port}" if parsed.is_name else address
 
 
 class System:
@@ -63,13 +75,16 @@ class System:
         server_credentials: grpc.ServerCredentials | None = None,
         channel_credentials: grpc.ChannelCredentials | None = None,
         require_certificate: bool = False,
+        name_resolution: NameResolution | None = None,
     ) -> None:
         """Prepare replica ``my_id`` of ``nodes``.
 
         Args:
             my_id: this replica's ID; must be one of ``nodes``.
             nodes: every replica, from ``with_nodes``.
-            listen: the address to bind; default this replica's address in ``nodes``.
+            listen: the address to bind; default this replica's address in
+                ``nodes``, or, when that is a DNS name, every interface on its
+                port (``[::]:port``: a name need not resolve to start).
             limits: message size and buffer bounds of every stream; the
                 server and the dialer share one ``total_buffer``.
             keepalive: bounds how fast a vanished replica is noticed.
@@ -83,6 +98,8 @@ class System:
                 certificate); default insecure.
             require_certificate: refuse peers whose TLS client certificate
                 does not name their claimed IP (see ``InboundManager``).
+            name_resolution: how replicas addressed by DNS name are kept
+                current; default ``NameResolution()``.
 
         Raises:
             TypeError: ``nodes`` is not from ``with_nodes``, or a setting has
@@ -97,8 +114,9 @@ class System:
         self._limits = setting(limits, Limits, "limits")
         budget = ByteBudget(self._limits.total_buffer)
         self._lifecycle = Lifecycle(f"System {my_id}")
+        self._names = setting(name_resolution, NameResolution, "name_resolution")
         self._address = nodes.nodes[my_id]
-        self._listen = listen or self._address
+        self._listen = listen or _listen_address(self._address)
         self.handlers = HandlerRegistry()
         """Where servicers are registered to answer calls over NodeStream."""
         self._self_node: Node
@@ -112,6 +130,7 @@ class System:
             tracer_provider=tracer_provider,
             on_config_change=self._on_change if on_config_change is not None else None,
             require_certificate=require_certificate,
+            name_resolution=self._names,
         )
         """The InboundManager of this replica."""
         self._self_node = Node(my_id, self._address, self.manager.tracer)
@@ -131,6 +150,7 @@ class System:
                 credentials=channel_credentials,
                 tracer_provider=tracer_provider,
                 linker=_TiebreakLinker(self),
+                name_resolution=self._names,
             )
             if peers
             else None
@@ -198,8 +218,21 @@ class System:
             self._lifecycle.stop()
             raise RuntimeError(f"replica {self.id} could not listen on {self._listen}")
         await self.server.start()
+        await self._resolve_names()
         if self._dialer is not None:
             await self._dialer.start()
+
+    async def _resolve_names(self) -> None:
+        """Resolve the replicas' names once before dialing, so the first claims pass.
+
+        Bounded: names that do not resolve yet are resolved later, when their
+        replicas' claims arrive.
+        """
+        book = self.manager.address_book
+        if book.has_names:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_FIRST_RESOLUTION):
+                    await book.resolve_all()
 
     async def stop(self, grace: float | None = None) -> None:
         """Close outbound streams, then stop the server (``grace`` seconds for calls in flight).
@@ -210,6 +243,7 @@ class System:
             return
         if self._dialer is not None:
             await self._dialer.stop()
+        self.manager.address_book.close()
         await self.server.stop(grace)
 
     async def __aenter__(self) -> System:
