@@ -19,7 +19,7 @@ from gorums_mw._node import Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, with_node_list, with_nodes
 from gorums_mw._outbound import OutboundManager
 from gorums_mw._peer import Peer, current_peer
-from gorums_mw._settings import Backoff, Keepalive
+from gorums_mw._settings import Backoff, Keepalive, NameResolution
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._service import add_node_stream_service
 from gorums_mw._system import System
@@ -41,6 +41,7 @@ __all__ = [
     "InvalidAddressError",
     "Keepalive",
     "Limits",
+    "NameResolution",
     "Node",
     "NodeListOption",
     "NodeReply",

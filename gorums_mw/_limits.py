@@ -40,14 +40,20 @@ class Limits:
             beyond it is answered ``RESOURCE_EXHAUSTED`` and dropped.
         total_buffer: the same bound across every stream of one owner
             (default 128 MiB): with one replica per process, the process's bound.
+        transport_window: grpc's own read-ahead per stream (its HTTP/2
+            flow-control window), fixed (default 1 MiB). grpc's default
+            grows it by BDP probing, which let one flooding peer make grpc
+            buffer over 100 MiB; fixed, it bounds what grpc holds per stream
+            (throughput per stream is then at most this window per round trip).
     """
 
     max_message: int = 4 * MiB
     stream_buffer: int = 8 * MiB
     total_buffer: int = 128 * MiB
+    transport_window: int = 1 * MiB
 
     def __post_init__(self) -> None:
-        for name in ("max_message", "stream_buffer", "total_buffer"):
+        for name in ("max_message", "stream_buffer", "total_buffer", "transport_window"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive int of bytes, got {value!r}")
@@ -63,10 +69,13 @@ class Limits:
             )
 
     def grpc_options(self) -> list[tuple[str, int]]:
-        """grpc's message size options (server and channel alike) for ``max_message``."""
+        """grpc's options (server and channel alike): ``max_message`` both ways and
+        the fixed ``transport_window``."""
         return [
             ("grpc.max_receive_message_length", self.max_message),
             ("grpc.max_send_message_length", self.max_message),
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", self.transport_window),
         ]
 
 

@@ -18,6 +18,7 @@ from types import TracebackType
 
 from opentelemetry import trace
 
+from gorums_mw._limits import Limits
 from gorums_mw._options import with_nodes
 from gorums_mw._settings import Backoff, Keepalive
 from gorums_mw._system import System
@@ -54,9 +55,19 @@ class LocalReplicas:
         host: str = "127.0.0.1",
         keepalive: Keepalive | None = None,
         backoff: Backoff | None = None,
+        limits: Limits | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         """Choose addresses for ``size`` replicas (nothing starts yet).
+
+        Args:
+            size: the number of replicas.
+            setup: called with each ``System`` before it starts (register servicers).
+            host: the loopback address to listen on (``127.0.0.1`` or ``::1``).
+            keepalive: keepalive settings of every replica.
+            backoff: reconnect delays of every replica.
+            limits: message size and buffer bounds of every replica.
+            tracer_provider: where every replica's spans go.
 
         Raises:
             ValueError: ``size`` is below 1.
@@ -70,6 +81,7 @@ class LocalReplicas:
         self._setup = setup
         self._keepalive = keepalive
         self._backoff = backoff
+        self._limits = limits
         self._tracer_provider = tracer_provider
         self._systems: dict[int, System] = {}
 
@@ -95,6 +107,7 @@ class LocalReplicas:
                 self.nodes,
                 keepalive=self._keepalive,
                 backoff=self._backoff,
+                limits=self._limits,
                 tracer_provider=self._tracer_provider,
             )
             self._setup(system)

@@ -161,6 +161,11 @@ class StreamEndpoint:
         return len(self._pending)
 
     @property
+    def sends_waiting(self) -> int:
+        """Calls whose requests wait for room in the send buffer."""
+        return self._queue.waiting
+
+    @property
     def buffered(self) -> int:
         """Bytes this stream buffers now: queued messages and requests in service."""
         return self._budget.used
