@@ -9,7 +9,6 @@ from typing import Final, Generic, TypeVar
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
-from opentelemetry import propagate
 
 from gorums_mw._errors import CallError
 from gorums_mw._method_check import Shape, check_call
@@ -91,10 +90,17 @@ def as_call_error(error: BaseException, node_id: int) -> CallError:
     return CallError(grpc.StatusCode.UNKNOWN, f"{type(error).__name__}: {error}", node_id)
 
 
-def call_entries(recording: bool) -> Entries:
-    """The message entries of a call: the trace context when its span records."""
-    if not recording:
+def checked_metadata(metadata: Entries) -> Entries:
+    """Per-call metadata entries, checked: ``(key, value)`` pairs of text.
+
+    Raises:
+        TypeError: ``metadata`` is not pairs of ``str``.
+    """
+    if not metadata:
         return ()
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return tuple(carrier.items())
+    if isinstance(metadata, str | bytes) or not all(
+        isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+        for pair in metadata
+    ):
+        raise TypeError(f"metadata must be (key, value) pairs of str, got {metadata!r}")
+    return tuple(metadata)

@@ -1,72 +1,113 @@
-"""A configuration: an immutable, ID-sorted sequence of nodes to call."""
+"""A configuration: an immutable sequence of nodes to call, and the algebra to reshape it."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import itertools
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import Generic, TypeVar, overload
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from typing import Any, TypeVar, overload
 
+import grpc
 from google.protobuf.message import Message as ProtoMessage
 
+from gorums_mw._call_trace import CallTrace
 from gorums_mw._calls import (
+    Entries,
     NodeReply,
     QuorumFunction,
     R,
-    as_call_error,
-    call_entries,
+    checked_metadata,
     checked_method,
     deadline_of,
-    decode_reply,
-    timed_out,
 )
-from gorums_mw._errors import CallError, QuorumCallError
-from gorums_mw._node import STREAM_REPLY_LIMIT, Node
-from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._replies import Replies
-from gorums_mw._tracing import (
+from gorums_mw._errors import QuorumCallError
+from gorums_mw._interception import CallInfo, QuorumInterceptor, intercept
+from gorums_mw._node import Node
+from gorums_mw._quorum import UNDECIDED, collect, threshold
+from gorums_mw._quorum import decide as decide_answers
+from gorums_mw._reply_streams import (
+    casts,
+    close,
+    improving,
+    stream_replies,
+    unary_replies,
+    without_errors,
+)
+from gorums_mw._telemetry import (
     ATTR_CONFIG_SIZE,
-    ATTR_METHOD,
     ATTR_QUORUM,
-    ATTR_REPLIES,
+    SPAN_CORRECTABLE,
     SPAN_MULTICAST,
     SPAN_QUORUM_CALL,
-    Tracer,
+    Telemetry,
 )
 
 T = TypeVar("T")
+Q = TypeVar("Q", bound=ProtoMessage)
+
+NodeLookup = Callable[[int], Node | None]
+"""Finds the node with an ID among those its owner (a manager) knows."""
 
 
 class Configuration(Sequence[Node]):
-    """An immutable, ID-sorted set of nodes on which calls are made.
+    """An immutable sequence of nodes on which calls are made.
 
     Holding an old configuration is safe: its membership never changes, and
-    each of its nodes fails fast while disconnected. Calls must be made on
-    the event loop that runs the nodes' streams (``RuntimeError`` otherwise).
+    each of its nodes fails fast while disconnected. Configurations from a
+    manager are ID-sorted; ``sorted_by`` orders one otherwise. Reshaping
+    returns new configurations of the same node handles: ``a | b``,
+    ``a & b``, ``a - b``, ``add``, ``remove``, ``sorted_by`` and
+    ``without_errors``. Configurations of different managers (say an
+    inbound one and a dialed one) combine as long as no ID names two
+    different nodes (``ValueError`` otherwise). Calls must be made on the
+    event loop that runs the nodes' streams (``RuntimeError`` otherwise).
     """
 
-    __slots__ = ("__weakref__", "_nodes", "_tracer")
+    __slots__ = ("__weakref__", "_lookup", "_nodes", "_telemetry")
 
-    def __init__(self, nodes: Iterable[Node] = (), *, tracer: Tracer | None = None) -> None:
-        """Build a configuration of ``nodes``.
+    def __init__(
+        self,
+        nodes: Iterable[Node] = (),
+        *,
+        telemetry: Telemetry | None = None,
+        lookup: NodeLookup | None = None,
+    ) -> None:
+        """Build a configuration of ``nodes``, ID-sorted.
+
+        Args:
+            nodes: the nodes.
+            telemetry: where its calls' spans and metrics go.
+            lookup: how ``add`` finds nodes by ID (a manager's nodes);
+                default: among ``nodes`` only.
 
         Raises:
             ValueError: two nodes share an ID.
         """
-        ordered = tuple(sorted(nodes, key=lambda node: node.id))
+        ordered = tuple(sorted(nodes, key=_node_id))
         for before, after in itertools.pairwise(ordered):
             if before.id == after.id:
                 raise ValueError(f"node ID {after.id} appears twice in a configuration")
         self._nodes: Sequence[Node] = ordered
-        self._tracer = tracer if tracer is not None else Tracer()
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
+        self._lookup = lookup
 
     @classmethod
-    def _sorted(cls, nodes: Sequence[Node], tracer: Tracer) -> Configuration:
-        """Wrap already-sorted ``nodes``; the caller never changes them afterwards."""
+    def _sorted(
+        cls, nodes: Sequence[Node], telemetry: Telemetry, lookup: NodeLookup | None = None
+    ) -> Configuration:
+        """Wrap already-ordered ``nodes``; the caller never changes them afterwards."""
         config = cls.__new__(cls)
         config._nodes = nodes
-        config._tracer = tracer
+        config._telemetry = telemetry
+        config._lookup = lookup
         return config
 
     def __repr__(self) -> str:
@@ -85,7 +126,14 @@ class Configuration(Sequence[Node]):
     def __iter__(self) -> Iterator[Node]:
         return iter(self._nodes)
 
+    def __contains__(self, item: object) -> bool:
+        """Whether a node ID (``2 in config``) or a node handle is in the configuration."""
+        if isinstance(item, Node):
+            return any(node is item for node in self._nodes)
+        return any(node.id == item for node in self._nodes)
+
     def __eq__(self, other: object) -> bool:
+        """The same node handles in the same order."""
         if not isinstance(other, Configuration):
             return NotImplemented
         return len(self._nodes) == len(other._nodes) and all(
@@ -95,9 +143,30 @@ class Configuration(Sequence[Node]):
     def __hash__(self) -> int:
         return hash(self.ids)
 
+    def __or__(self, other: Configuration) -> Configuration:
+        """The nodes of either configuration, ID-sorted (union)."""
+        if not isinstance(other, Configuration):
+            return NotImplemented
+        return self._derive(_merge(self, other).values(), sort=True)
+
+    def __and__(self, other: Configuration) -> Configuration:
+        """The nodes of both configurations, ID-sorted (intersection)."""
+        if not isinstance(other, Configuration):
+            return NotImplemented
+        theirs = _by_id(other)
+        _check_same(self, theirs)
+        return self._derive((node for node in self._nodes if node.id in theirs), sort=True)
+
+    def __sub__(self, other: Configuration) -> Configuration:
+        """The nodes of this configuration not in ``other``, order kept (difference)."""
+        if not isinstance(other, Configuration):
+            return NotImplemented
+        theirs = _by_id(other)
+        return self._derive(node for node in self._nodes if node.id not in theirs)
+
     @property
     def ids(self) -> tuple[int, ...]:
-        """The node IDs, ascending."""
+        """The node IDs, in the configuration's order."""
         return tuple(node.id for node in self._nodes)
 
     def node(self, node_id: int) -> Node:
@@ -115,37 +184,103 @@ class Configuration(Sequence[Node]):
         """The default quorum size: more than half of the nodes."""
         return len(self._nodes) // 2 + 1
 
+    def add(self, *node_ids: int) -> Configuration:
+        """This configuration plus the nodes with ``node_ids``, ID-sorted.
+
+        The nodes come from the manager this configuration came from (an
+        ID already here is kept once).
+
+        Raises:
+            KeyError: an ID names no node the manager knows.
+        """
+        found = []
+        present = set(self.ids)
+        for node_id in node_ids:
+            if node_id in present:
+                continue
+            node = self._lookup(node_id) if self._lookup is not None else None
+            if node is None:
+                raise KeyError(f"node {node_id!r} is not a node this configuration's manager knows")
+            found.append(node)
+        return self._derive(itertools.chain(self._nodes, found), sort=True)
+
+    def remove(self, *node_ids: int) -> Configuration:
+        """This configuration without the nodes with ``node_ids`` (absent IDs are ignored)."""
+        gone = set(node_ids)
+        return self._derive(node for node in self._nodes if node.id not in gone)
+
+    def sorted_by(self, key: Callable[[Node], Any], *, reverse: bool = False) -> Configuration:
+        """The same nodes ordered by ``key`` (stable), e.g. ``sorted_by(lambda n: n.latency)``.
+
+        A ``key`` that returns None for some nodes (a node never measured)
+        puts those last.
+        """
+
+        def total(node: Node) -> tuple[bool, Any]:
+            value = key(node)
+            return (value is None) != reverse, value if value is not None else 0
+
+        ordered = sorted(self._nodes, key=total, reverse=reverse)
+        return Configuration._sorted(tuple(ordered), self._telemetry, self._lookup)
+
+    def without_errors(self, error: QuorumCallError, *codes: grpc.StatusCode) -> Configuration:
+        """This configuration without the nodes that failed the quorum call ``error`` reports.
+
+        Args:
+            error: the failed call's error.
+            codes: drop only nodes that failed with one of these codes
+                (default: every node that failed).
+        """
+        failed = {
+            node_id for node_id, cause in error.errors.items() if not codes or cause.code in codes
+        }
+        return self.remove(*failed)
+
+    def _derive(self, nodes: Iterable[Node], *, sort: bool = False) -> Configuration:
+        """A configuration of ``nodes`` with this one's telemetry and lookup,
+        ID-sorted if ``sort``, else in the order given."""
+        kept = tuple(sorted(nodes, key=_node_id)) if sort else tuple(nodes)
+        return Configuration._sorted(kept, self._telemetry, self._lookup)
+
+    # --- calls -------------------------------------------------------------------------
+
     @overload
     async def quorum_call(
         self,
         method: str,
-        request: ProtoMessage,
+        request: Q,
         reply_type: type[R],
         *,
         quorum: int | None = None,
         timeout: float | None = None,
         quorum_function: None = None,
+        metadata: Entries = (),
+        interceptors: Sequence[QuorumInterceptor[Q, R]] = (),
     ) -> dict[int, R]: ...
     @overload
     async def quorum_call(
         self,
         method: str,
-        request: ProtoMessage,
+        request: Q,
         reply_type: type[R],
         *,
         quorum: None = None,
         timeout: float | None = None,
         quorum_function: QuorumFunction[R, T],
+        metadata: Entries = (),
+        interceptors: Sequence[QuorumInterceptor[Q, R]] = (),
     ) -> T: ...
     async def quorum_call(
         self,
         method: str,
-        request: ProtoMessage,
+        request: Q,
         reply_type: type[R],
         *,
         quorum: int | None = None,
         timeout: float | None = None,
         quorum_function: QuorumFunction[R, T] | None = None,
+        metadata: Entries = (),
+        interceptors: Sequence[QuorumInterceptor[Q, R]] = (),
     ) -> dict[int, R] | T:
         """Call ``method`` on every node; return once a quorum is reached.
 
@@ -155,7 +290,8 @@ class Configuration(Sequence[Node]):
         are ``quorum=None``, ``n``, ``1``, ``len(config)``). With it, the
         function is called with the replies received so far after each
         reply, and the first value it returns that is not None is the
-        call's result (Go's quorum functions).
+        call's result (Go's quorum functions). A node's error never counts
+        as a reply.
 
         Args:
             method: the protobuf full method name, ``pkg.Service.Method``
@@ -168,6 +304,10 @@ class Configuration(Sequence[Node]):
                 replied or failed.
             quorum_function: decides when the call is done and what it
                 returns; replaces ``quorum``.
+            metadata: ``(key, value)`` entries sent with every request (the
+                handlers read them as invocation metadata).
+            interceptors: wrap the call (``QuorumInterceptor``): per-node
+                requests, filtered or rewritten replies, an early end.
 
         Returns:
             The replies received, by node ID (at least ``quorum`` of them), or
@@ -184,43 +324,56 @@ class Configuration(Sequence[Node]):
         """
         name = checked_method(method, request, reply_type)
         deadline = deadline_of(timeout)
+        entries = checked_metadata(metadata)
         if quorum_function is None:
             needed = self._needed(name, quorum)
-            decide: QuorumFunction[R, object] = functools.partial(_threshold, needed)
+            decide: QuorumFunction[R, object] = functools.partial(threshold, needed)
         else:
             if quorum is not None:
                 raise ValueError("give quorum or quorum_function, not both")
             needed, decide = 0, quorum_function
-        with self._tracer.tracer.start_as_current_span(SPAN_QUORUM_CALL) as span:
-            recording = span.is_recording()
-            if recording:
-                span.set_attributes(
-                    {ATTR_METHOD: name, ATTR_CONFIG_SIZE: len(self._nodes), ATTR_QUORUM: needed}
+        with self._telemetry.tracer.start_as_current_span(SPAN_QUORUM_CALL) as span:
+            call = CallTrace(
+                self._telemetry,
+                span,
+                "quorum_call",
+                name,
+                {ATTR_CONFIG_SIZE: len(self._nodes), ATTR_QUORUM: needed},
+            )
+            if interceptors:
+                info = CallInfo(name, request, self, entries)
+                answers = intercept(
+                    info, unary_replies(info, reply_type, deadline, timeout, call), interceptors
                 )
-            collector: _Quorum[R] = _Quorum(len(self._nodes), needed, reply_type, decide)
-            futures = self._start_all(name, request.SerializeToString(), recording, collector)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await collector.done
-            except TimeoutError:
-                collector.time_out(futures, timeout)
-            finally:
-                for future in futures.values():
-                    future.cancel()
-            if recording:
-                span.set_attribute(ATTR_REPLIES, len(collector.replies))
-            if collector.result is _UNDECIDED:
-                raise QuorumCallError(name, needed, collector.replies, collector.errors)
-            return collector.result  # type: ignore[return-value]
+                result, replies, errors = await decide_answers(answers, decide)
+            else:
+                result, replies, errors = await collect(
+                    self._nodes,
+                    name,
+                    request,
+                    reply_type,
+                    needed,
+                    decide,
+                    deadline,
+                    timeout,
+                    entries,
+                    call,
+                )
+            call.finish(replies=len(replies))
+            if result is UNDECIDED:
+                raise QuorumCallError(name, needed, replies, errors)
+            return result  # type: ignore[return-value]
 
     async def replies(
         self,
         method: str,
-        request: ProtoMessage,
+        request: Q,
         reply_type: type[R],
         *,
         timeout: float | None = None,
         ignore_errors: bool = False,
+        metadata: Entries = (),
+        interceptors: Sequence[QuorumInterceptor[Q, R]] = (),
     ) -> AsyncIterator[NodeReply[R]]:
         """Call ``method`` on every node and yield each answer as it arrives.
 
@@ -235,68 +388,67 @@ class Configuration(Sequence[Node]):
             request: the request message, sent to every node.
             reply_type: the generated class of the reply.
             timeout: seconds for the whole call.
-            ignore_errors: yield only replies, never errors.
+            ignore_errors: yield only replies, never errors (Go's ``IgnoreErrors()``).
+            metadata: as ``quorum_call``.
+            interceptors: as ``quorum_call``.
         """
         name = checked_method(method, request, reply_type)
         deadline = deadline_of(timeout)
-        arrivals: asyncio.Queue[NodeReply[R]] = asyncio.Queue()
-        payload = request.SerializeToString()
-        futures: dict[int, asyncio.Future[Message]] = {}
-        for node in self._nodes:
-            try:
-                future = node.send_request(name, payload)
-            except CallError as error:
-                arrivals.put_nowait(NodeReply(node.id, None, error))
-                continue
-            futures[node.id] = future
-            future.add_done_callback(functools.partial(_queue_reply, arrivals, node.id, reply_type))
+        entries = checked_metadata(metadata)
+        span = self._telemetry.tracer.start_span(SPAN_QUORUM_CALL)
+        call = CallTrace(self._telemetry, span, "replies", name, {ATTR_CONFIG_SIZE: len(self)})
+        info = CallInfo(name, request, self, entries)
+        answers = intercept(
+            info, unary_replies(info, reply_type, deadline, timeout, call), interceptors
+        )
+        received = 0
         try:
-            for _ in self._nodes:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        answer = await arrivals.get()
-                except TimeoutError:
-                    break
+            async for answer in answers:
+                received += answer.error is None
                 if answer.error is None or not ignore_errors:
                     yield answer
-            else:
-                return
-            if not ignore_errors:
-                for node_id, future in futures.items():
-                    if not future.done():
-                        yield NodeReply(node_id, None, timed_out(node_id, timeout))
         finally:
-            for future in futures.values():
-                future.cancel()
+            await close(answers)
+            call.finish(replies=received)
+            span.end()
 
     @overload
     def correctable(
         self,
         method: str,
-        request: ProtoMessage,
+        request: Q,
         reply_type: type[R],
         *,
         timeout: float | None = None,
         quorum_function: None = None,
+        ignore_errors: bool = False,
+        metadata: Entries = (),
+        interceptors: Sequence[QuorumInterceptor[Q, R]] = (),
     ) -> AsyncIterator[NodeReply[R]]: ...
     @overload
     def correctable(
         self,
         method: str,
-        request: ProtoMessage,
+        request: Q,
         reply_type: type[R],
         *,
         timeout: float | None = None,
         quorum_function: QuorumFunction[R, T],
+        ignore_errors: bool = False,
+        metadata: Entries = (),
+        interceptors: Sequence[QuorumInterceptor[Q, R]] = (),
     ) -> AsyncIterator[T]: ...
     def correctable(
         self,
         method: str,
-        request: ProtoMessage,
+        request: Q,
         reply_type: type[R],
         *,
         timeout: float | None = None,
         quorum_function: QuorumFunction[R, T] | None = None,
+        ignore_errors: bool = False,
+        metadata: Entries = (),
+        interceptors: Sequence[QuorumInterceptor[Q, R]] = (),
     ) -> AsyncIterator[NodeReply[R]] | AsyncIterator[T]:
         """Call a server-streaming method on every node; yield replies or improving results.
 
@@ -309,51 +461,62 @@ class Configuration(Sequence[Node]):
         reply (as upstream), so the iteration ends when ``timeout`` passes,
         when every node has failed, or when you stop iterating.
 
+        Args:
+            method, request, reply_type, metadata, interceptors: as ``quorum_call``.
+            timeout: seconds until the iteration ends.
+            quorum_function: turns the latest replies into a result.
+            ignore_errors: without ``quorum_function``, yield only replies.
+
         Raises:
             ValueError, TypeError: as ``quorum_call`` (at once).
             RuntimeError: called outside the event loop of the streams.
         """
         name = checked_method(method, request, reply_type, "server_streaming")
         deadline = deadline_of(timeout)
-        arrivals = self._correctable(name, request.SerializeToString(), reply_type, deadline)
+        entries = checked_metadata(metadata)
+        info = CallInfo(name, request, self, entries)
+        arrivals = self._correctable(info, reply_type, deadline, interceptors)
         if quorum_function is None:
-            return arrivals
-        return _improving(arrivals, quorum_function)
+            return without_errors(arrivals) if ignore_errors else arrivals
+        return improving(arrivals, quorum_function)
 
     async def _correctable(
-        self, method: str, payload: bytes, reply_type: type[R], deadline: float | None
+        self,
+        info: CallInfo[Q],
+        reply_type: type[R],
+        deadline: float | None,
+        interceptors: Sequence[QuorumInterceptor[Q, R]],
     ) -> AsyncGenerator[NodeReply[R], None]:
-        replies = Replies(STREAM_REPLY_LIMIT * max(1, len(self._nodes)))
-        failed: list[NodeReply[R]] = []
-        for node in self._nodes:
-            try:
-                node.send_stream(method, payload, (), replies, node.id)
-            except CallError as error:
-                failed.append(NodeReply(node.id, None, error))
+        span = self._telemetry.tracer.start_span(SPAN_CORRECTABLE)
+        call = CallTrace(
+            self._telemetry, span, "correctable", info.method, {ATTR_CONFIG_SIZE: len(self)}
+        )
+        answers = intercept(info, stream_replies(info, reply_type, deadline, call), interceptors)
+        received = 0
         try:
-            for answer in failed:
+            async for answer in answers:
+                received += answer.error is None
                 yield answer
-            while replies.open_calls:
-                try:
-                    node_id, item = await replies.get(deadline)
-                except TimeoutError:
-                    return
-                if isinstance(item, CallError):
-                    yield NodeReply(node_id, None, item)
-                    continue
-                try:
-                    yield NodeReply(node_id, decode_reply(item, reply_type, node_id), None)
-                except CallError as error:
-                    yield NodeReply(node_id, None, error)
         finally:
-            replies.close()
+            await close(answers)
+            call.finish(replies=received)
+            span.end()
 
-    async def multicast(self, method: str, request: ProtoMessage) -> tuple[int, ...]:
+    async def multicast(
+        self,
+        method: str,
+        request: Q,
+        *,
+        metadata: Entries = (),
+        interceptors: Sequence[QuorumInterceptor[Q, Any]] = (),
+    ) -> tuple[int, ...]:
         """Send ``method`` one-way to every connected node; never waits.
 
         A node that is disconnected, or whose send buffer is full (a peer
         that stopped reading), does not get its copy: it is dropped, not
-        queued, so one stuck peer never blocks the others.
+        queued, so one stuck peer never blocks the others. Interceptors can
+        give each node its own request (``CallInfo.map_request``); there are
+        no replies for them to see.
 
         Returns:
             The IDs of the nodes it was sent to.
@@ -363,13 +526,26 @@ class Configuration(Sequence[Node]):
             RuntimeError: called outside the event loop of the streams.
         """
         name = checked_method(method, request, None)
-        with self._tracer.tracer.start_as_current_span(SPAN_MULTICAST) as span:
-            recording = span.is_recording()
-            if recording:
-                span.set_attributes({ATTR_METHOD: name, ATTR_CONFIG_SIZE: len(self._nodes)})
-            entries = call_entries(recording)
-            payload = request.SerializeToString()
-            return tuple([node.id for node in self._nodes if node.cast(name, payload, entries)])
+        entries = checked_metadata(metadata)
+        with self._telemetry.tracer.start_as_current_span(SPAN_MULTICAST) as span:
+            call = CallTrace(
+                self._telemetry, span, "multicast", name, {ATTR_CONFIG_SIZE: len(self)}
+            )
+            info = CallInfo(name, request, self, entries)
+            sent: list[int] = []
+            if interceptors:
+                answers = intercept(info, casts(info, call, sent), interceptors)
+                async for _ in answers:
+                    pass
+            else:
+                payload = request.SerializeToString()
+                sent = [
+                    node.id
+                    for node in self._nodes
+                    if node.cast(name, payload, call.entries(node, entries))
+                ]
+            call.finish(sent=len(sent))
+            return tuple(sent)
 
     def _needed(self, method: str, quorum: int | None) -> int:
         if quorum is None:
@@ -386,119 +562,33 @@ class Configuration(Sequence[Node]):
             )
         return quorum
 
-    def _start_all(
-        self, method: str, payload: bytes, recording: bool, collector: _Quorum[R]
-    ) -> dict[int, asyncio.Future[Message]]:
-        """Send the request to every node at once (none waits on another)."""
-        entries = call_entries(recording)
-        futures: dict[int, asyncio.Future[Message]] = {}
-        for node in self._nodes:
-            try:
-                futures[node.id] = node.send_request(method, payload, entries)
-            except CallError as error:
-                collector.fail(node.id, error)
-        for node_id, future in futures.items():
-            future.add_done_callback(functools.partial(collector.on_reply, node_id))
-        return futures
+
+def _node_id(node: Node) -> int:
+    return node.id
 
 
-_UNDECIDED = object()
+def _by_id(config: Configuration) -> dict[int, Node]:
+    if not isinstance(config, Configuration):
+        raise TypeError(f"expected a Configuration, got {config!r}")
+    return {node.id: node for node in config}
 
 
-def _threshold(needed: int, replies: Mapping[int, R]) -> dict[int, R] | None:
-    """The built-in quorum function: all replies, once there are ``needed``."""
-    return dict(replies) if len(replies) >= needed else None
+def _check_same(config: Configuration, theirs: Mapping[int, Node]) -> None:
+    """No ID may name two different node handles (nodes of two unrelated managers)."""
+    for node in config:
+        other = theirs.get(node.id)
+        if other is not None and other is not node:
+            raise ValueError(
+                f"node {node.id} is a different node in each configuration (they come from"
+                " managers that each made their own): combine configurations whose nodes"
+                " are the same handles"
+            )
 
 
-class _Quorum(Generic[R]):
-    """Collects the replies of a quorum call; ``done`` resolves when it is decided.
-
-    It is decided when ``decide`` returns a result, when every node has
-    answered, or as soon as more nodes failed than a quorum of ``needed``
-    can spare (0: only a quorum function knows, so wait for every node).
-    """
-
-    __slots__ = ("decide", "done", "errors", "needed", "replies", "reply_type", "result", "size")
-
-    def __init__(
-        self, size: int, needed: int, reply_type: type[R], decide: QuorumFunction[R, object]
-    ) -> None:
-        self.size = size
-        self.needed = needed
-        self.reply_type = reply_type
-        self.decide = decide
-        self.replies: dict[int, R] = {}
-        self.errors: dict[int, CallError] = {}
-        self.result: object = _UNDECIDED
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def on_reply(self, node_id: int, future: asyncio.Future[Message]) -> None:
-        if self.done.done() or future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:
-            self.fail(node_id, as_call_error(error, node_id))
-            return
-        try:
-            self.replies[node_id] = decode_reply(future.result(), self.reply_type, node_id)
-        except CallError as call_error:
-            self.fail(node_id, call_error)
-            return
-        result = self.decide(self.replies)
-        if result is not None:
-            self.result = result
-            self.done.set_result(None)
-        elif len(self.replies) + len(self.errors) == self.size:
-            self.done.set_result(None)
-
-    def fail(self, node_id: int, error: CallError) -> None:
-        self.errors[node_id] = error
-        if self.done.done():
-            return
-        hopeless = self.needed and len(self.errors) > self.size - self.needed
-        if hopeless or len(self.replies) + len(self.errors) == self.size:
-            self.done.set_result(None)
-
-    def time_out(
-        self, futures: Mapping[int, asyncio.Future[Message]], timeout: float | None
-    ) -> None:
-        for node_id in futures:
-            if node_id not in self.replies and node_id not in self.errors:
-                self.errors[node_id] = timed_out(node_id, timeout)
-
-
-async def _improving(
-    arrivals: AsyncGenerator[NodeReply[R], None], quorum_function: QuorumFunction[R, T]
-) -> AsyncIterator[T]:
-    """The quorum function's results over the latest reply of each node."""
-    latest: dict[int, R] = {}
-    try:
-        async for answer in arrivals:
-            if answer.value is None:
-                continue
-            latest[answer.node_id] = answer.value
-            result = quorum_function(latest)
-            if result is not None:
-                yield result
-    finally:
-        await arrivals.aclose()
-
-
-def _queue_reply(
-    arrivals: asyncio.Queue[NodeReply[R]],
-    node_id: int,
-    reply_type: type[R],
-    future: asyncio.Future[Message],
-) -> None:
-    if future.cancelled():
-        return
-    error = future.exception()
-    if error is not None:
-        arrivals.put_nowait(NodeReply(node_id, None, as_call_error(error, node_id)))
-        return
-    try:
-        arrivals.put_nowait(
-            NodeReply(node_id, decode_reply(future.result(), reply_type, node_id), None)
-        )
-    except CallError as call_error:
-        arrivals.put_nowait(NodeReply(node_id, None, call_error))
+def _merge(config: Configuration, other: Configuration) -> dict[int, Node]:
+    merged = _by_id(config)
+    theirs = _by_id(other)
+    _check_same(config, theirs)
+    for node_id, node in theirs.items():
+        merged.setdefault(node_id, node)
+    return dict(sorted(merged.items()))

@@ -9,14 +9,14 @@ of its decisions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from opentelemetry import trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from gorums_mw import _tracing as t
+from gorums_mw import _telemetry as t
 from gorums_mw._address import parse_node_address
 from gorums_mw._address_book import AddressBook
 from gorums_mw._claims import AddrClaim, Claim, ClientClaim, parse_claim
@@ -26,7 +26,7 @@ from gorums_mw._identifier import Identifier
 from gorums_mw._identity import CallContext
 from gorums_mw._limits import ByteBudget, Limits
 from gorums_mw._membership import ConfigCallback, Link, Membership, Outcome
-from gorums_mw._node import Channel
+from gorums_mw._node import Channel, Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
 from gorums_mw._peer import EXTERNAL_ID, Peer, current_peer
 from gorums_mw._registrar import Cleanup
@@ -79,9 +79,11 @@ class InboundManager:
         budget: ByteBudget | None = None,
         on_config_change: ConfigCallback | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
         handlers: HandlerRegistry | None = None,
         require_certificate: bool = False,
         name_resolution: NameResolution | None = None,
+        trace_requests: bool = False,
     ) -> None:
         """Create a manager for node ``my_id`` among the known ``nodes``.
 
@@ -95,6 +97,7 @@ class InboundManager:
             on_config_change: called with the new configuration each time the
                 set of connected peers changes (not at construction).
             tracer_provider: where spans go; default the global provider.
+            meter_provider: where metrics go; default the global provider.
             handlers: the handlers that serve requests peers send over their
                 streams; default none (requests get ``UNIMPLEMENTED``).
             require_certificate: also require that the caller's TLS client
@@ -105,6 +108,9 @@ class InboundManager:
                 server that requires client certificates.
             name_resolution: how nodes addressed by DNS name are kept
                 current; default ``NameResolution()``.
+            trace_requests: start a SERVER span for every request served over
+                NodeStream; by default only for requests whose caller's trace
+                is sampled (so the cost without an SDK stays about zero).
 
         Raises:
             TypeError: ``nodes`` is not from ``with_nodes`` (``with_node_list``
@@ -126,15 +132,17 @@ class InboundManager:
         self._limits = setting(limits, Limits, "limits")
         self._budget = budget if budget is not None else ByteBudget(self._limits.total_buffer)
         self._handlers = handlers
-        self._tracer = t.Tracer(tracer_provider)
+        self._telemetry = t.Telemetry(tracer_provider, meter_provider, self._my_id)
+        self._trace_requests = trace_requests
         self._book = AddressBook(
             {node_id: parse_node_address(addr) for node_id, addr in self._known.items()},
             setting(name_resolution, NameResolution, "name_resolution"),
         )
         self._identifier = Identifier(self._book, require_certificate=require_certificate)
         peers = {node_id: addr for node_id, addr in self._known.items() if node_id != my_id}
-        self._membership = Membership(self._my_id, peers, self._tracer, on_config_change)
+        self._membership = Membership(self._my_id, peers, self._telemetry, on_config_change)
         self._message_ids = message_ids(accepted=True)
+        self._telemetry.watch(self._readings)
 
     def __repr__(self) -> str:
         stats = self.stats()
@@ -164,9 +172,9 @@ class InboundManager:
         return self._handlers
 
     @property
-    def tracer(self) -> t.Tracer:
-        """The span recorder this manager and its configurations use."""
-        return self._tracer
+    def telemetry(self) -> t.Telemetry:
+        """The tracer and instruments this manager and its configurations use."""
+        return self._telemetry
 
     @property
     def address_book(self) -> AddressBook:
@@ -194,6 +202,10 @@ class InboundManager:
         nodes stay usable handles.
         """
         return self._membership.config()
+
+    def peer_node(self, node_id: int) -> Node | None:
+        """The handle of known peer ``node_id``, connected or not (None if unknown)."""
+        return self._membership.node(node_id)
 
     def client_config(self) -> Configuration:
         """The configuration of connected client peers (see ``GORUMS_CLIENT_KEY``)."""
@@ -223,7 +235,7 @@ class InboundManager:
         try:
             return self._identifier.identify(peer_string, claim, context)
         except Exception as exc:
-            self._record_reject(_claimed(claim), peer_string, exc)
+            self._record_reject(_claimed(claim), peer_string, exc, _links(context))
             raise
 
     def peer(self, context: object) -> Peer:
@@ -275,7 +287,7 @@ class InboundManager:
         if claim is None:
             return None
         if isinstance(claim, ClientClaim):
-            return self._register_client(context.peer() or "", stream, context)
+            return self._register_client(context.peer() or "", stream, context, _links(context))
         peer = self.identify(context, claim)
         if peer.id == EXTERNAL_ID or peer.id == self._my_id:
             return None
@@ -285,7 +297,7 @@ class InboundManager:
             context,
             follows_tiebreak=isinstance(claim, AddrClaim),
         )
-        return self._register(link)
+        return self._register(link, _links(context))
 
     def stream_of(self, context: object) -> Channel | None:
         """The stream registered for ``context``, if any."""
@@ -331,7 +343,8 @@ class InboundManager:
             KeyError: ``node_id`` is not a known peer.
         """
         self._check_peer(node_id)
-        link = Link(Peer(node_id, self._known[node_id], ""), stream, close=close)
+        address = self._known[node_id]
+        link = Link(Peer(node_id, address, address), stream, close=close)
         outcome, kept = self._membership.add_outbound(link)
         self._apply(outcome)
         if not kept:
@@ -383,6 +396,8 @@ class InboundManager:
             limits=self._limits,
             budget=self._budget,
             ids=self._message_ids,
+            telemetry=self._telemetry,
+            trace_requests=self._trace_requests,
         )
 
     async def _wait(
@@ -416,54 +431,76 @@ class InboundManager:
         try:
             return parse_claim(context.invocation_metadata() or ())
         except Exception as exc:
-            self._record_reject("", context.peer() or "", exc)
+            self._record_reject("", context.peer() or "", exc, _links(context))
             raise
 
     def _check_peer(self, node_id: int) -> None:
         if node_id not in self._known or node_id == self._my_id:
             raise KeyError(f"node {node_id} is not a known peer (known: {sorted(self._known)})")
 
-    def _register(self, link: Link) -> Cleanup:
+    def _register(self, link: Link, links: Sequence[trace.Link] = ()) -> Cleanup:
         membership = self._membership
-        link.cleanup = lambda: self._apply(membership.unregister(link))
-        self._apply(membership.register_inbound(link))
+        link.cleanup = lambda: self._apply(membership.unregister(link), links)
+        self._apply(membership.register_inbound(link), links)
         return link.cleanup
 
     def _register_client(
-        self, peer_string: str, stream: Channel | None, context: object
+        self,
+        peer_string: str,
+        stream: Channel | None,
+        context: object,
+        links: Sequence[trace.Link],
     ) -> Cleanup:
         membership = self._membership
 
         def make_link(peer: Peer) -> Link:
             link = Link(peer, stream or self.endpoint(peer), context)
-            link.cleanup = lambda: self._apply(membership.unregister_client(link))
+            link.cleanup = lambda: self._apply(membership.unregister_client(link), links)
             return link
 
         link, outcome = membership.register_client(peer_string, make_link)
-        self._apply(outcome)
+        self._apply(outcome, links)
         return link.cleanup or _noop
 
-    def _apply(self, outcome: Outcome) -> None:
+    def _apply(self, outcome: Outcome, links: Sequence[trace.Link] = ()) -> None:
         """Record an outcome's decisions, then close what it retired."""
+        telemetry = self._telemetry
         for name, peer, decision in outcome.decisions:
-            span = self._tracer.start_decision(name)
+            if name == t.SPAN_REGISTER:
+                telemetry.registrations.add(1, {t.ATTR_NODE_ID: self._my_id})
+            elif name == t.SPAN_TIEBREAK:
+                telemetry.tiebreaks.add(1, {t.ATTR_NODE_ID: self._my_id, t.ATTR_DECISION: decision})
+            span = telemetry.decision(name, {}, links)
             if span.is_recording():
                 span.set_attributes(self._attributes(peer, decision, outcome.size))
             span.end()
         for close in outcome.close:
             close()
 
-    def _record_reject(self, claimed: str, peer: str, exc: Exception) -> None:
-        span = self._tracer.start_decision(t.SPAN_REJECT)
+    def _record_reject(
+        self, claimed: str, peer: str, exc: Exception, links: Sequence[trace.Link]
+    ) -> None:
+        error_type = type(exc).__name__
+        self._telemetry.rejections.add(1, {t.ATTR_NODE_ID: self._my_id, t.ERROR_TYPE: error_type})
+        span = self._telemetry.decision(t.SPAN_REJECT, {}, links)
         if span.is_recording():
             size = len(self._membership.connected_ids)
-            attributes = self._attributes(
-                Peer(EXTERNAL_ID, claimed, peer), t.DECISION_REJECTED, size
-            )
-            span.set_attributes(attributes)
+            rejected = Peer(EXTERNAL_ID, claimed, peer)
+            span.set_attributes(self._attributes(rejected, t.DECISION_REJECTED, size))
             span.set_attribute(t.ATTR_REASON, str(exc))
+            span.set_attribute(t.ERROR_TYPE, error_type)
             span.set_status(StatusCode.ERROR, str(exc))
         span.end()
+
+    def _readings(self) -> Iterator[tuple[str, int | float, dict[str, AttributeValue]]]:
+        """This node's gauge readings: configuration size, clients, buffered bytes."""
+        membership = self._membership
+        attributes: dict[str, AttributeValue] = {t.ATTR_NODE_ID: self._my_id}
+        with membership.lock:
+            streams = [link.stream for link in membership.by_context.values()]
+            yield t.METRIC_CONFIG_SIZE, len(membership.connected_ids), attributes
+            yield t.METRIC_CLIENTS, len(membership.clients), attributes
+        yield t.METRIC_BUFFERED, sum(getattr(s, "buffered", 0) for s in streams), attributes
 
     def _attributes(self, peer: Peer, decision: str, size: int) -> dict[str, AttributeValue]:
         return {
@@ -483,6 +520,17 @@ def describe_condition(cond: Callable[..., object]) -> str:
     if code is not None and name.endswith("<lambda>"):
         return f"the condition {name} at {code.co_filename}:{code.co_firstlineno}"
     return f"the condition {name}"
+
+
+def _links(context: object) -> list[trace.Link]:
+    """A link to the trace the caller's metadata carries (``traceparent``), if any."""
+    metadata = getattr(context, "invocation_metadata", None)
+    entries: Iterable[tuple[str, object]] = (metadata() or ()) if callable(metadata) else ()
+    carrier = {key: value for key, value in entries if isinstance(value, str)}
+    if "traceparent" not in carrier:
+        return []
+    span_context = trace.get_current_span(propagate.extract(carrier)).get_span_context()
+    return [trace.Link(span_context)] if span_context.is_valid else []
 
 
 def _claimed(claim: Claim) -> str:

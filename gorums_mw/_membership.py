@@ -23,12 +23,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gorums_mw import _tracing as t
+from gorums_mw import _telemetry as t
 from gorums_mw._configuration import Configuration
 from gorums_mw._node import Channel, Node
 from gorums_mw._peer import MAX_NODE_ID, Peer
 from gorums_mw._registrar import Cleanup
-from gorums_mw._tracing import Tracer
+from gorums_mw._telemetry import Telemetry
 
 FIRST_CLIENT_ID = MAX_NODE_ID + 1
 """Client peers get IDs from here up, never colliding with configured IDs."""
@@ -70,14 +70,14 @@ class Membership:
         self,
         my_id: int,
         known: dict[int, str],
-        tracer: Tracer,
+        telemetry: Telemetry,
         on_change: ConfigCallback | None,
     ) -> None:
         self.my_id = my_id
         self.lock = threading.RLock()
-        self._tracer = tracer
+        self._telemetry = telemetry
         self._on_change = on_change
-        self._nodes = {node_id: Node(node_id, addr, tracer) for node_id, addr in known.items()}
+        self._nodes = {node_id: Node(node_id, addr, telemetry) for node_id, addr in known.items()}
         self._inbound: dict[int, Link] = {}
         self._outbound: dict[int, Link] = {}
         self.by_context: dict[object, Link] = {}
@@ -113,14 +113,20 @@ class Membership:
                 if snapshot is None:
                     # Shares the list: _writable_connected copies it before a
                     # change while this snapshot is alive (copy on write).
-                    snapshot = Configuration._sorted(self._connected, self._tracer)
+                    snapshot = Configuration._sorted(self._connected, self._telemetry, self.node)
                     self._snapshot = weakref.ref(snapshot)
         return snapshot
 
     def client_config(self) -> Configuration:
         """The connected client peers."""
         with self.lock:
-            return Configuration._sorted(tuple(self.clients.values()), self._tracer)
+            return Configuration._sorted(
+                tuple(self.clients.values()), self._telemetry, self.clients.get
+            )
+
+    def node(self, node_id: int) -> Node | None:
+        """The handle of known peer ``node_id`` (connected or not)."""
+        return self._nodes.get(node_id)
 
     def inbound_stream(self, node_id: int) -> Link | None:
         """The registered inbound link of ``node_id``, if any."""
@@ -218,7 +224,7 @@ class Membership:
         with self.lock:
             peer_id = next(self._client_ids)
             link = make_link(Peer(peer_id, "", peer_string))
-            node = Node(peer_id, "", self._tracer)
+            node = Node(peer_id, "", self._telemetry)
             node.attach(link.stream)
             self.clients[peer_id] = node
             self.by_context[link.context] = link

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Final, Protocol
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
+from opentelemetry.util.types import AttributeValue
 
+from gorums_mw._call_trace import CallTrace
 from gorums_mw._calls import (
     Entries,
     R,
-    call_entries,
+    checked_metadata,
     checked_method,
     deadline_of,
     decode_reply,
@@ -21,7 +24,16 @@ from gorums_mw._calls import (
 from gorums_mw._errors import CallError
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._replies import Replies
-from gorums_mw._tracing import ATTR_METHOD, ATTR_PEER_ID, SPAN_RPC, Tracer
+from gorums_mw._telemetry import (
+    ATTR_PEER_ID,
+    SPAN_CORRECTABLE,
+    SPAN_RPC,
+    SPAN_UNICAST,
+    Telemetry,
+)
+
+EWMA_WEIGHT: Final = 0.2
+"""Weight of the newest reply in ``Node.latency``."""
 
 STREAM_REPLY_LIMIT: Final = 8 * 1024 * 1024
 """Bytes of replies a correctable call may hold unread before it fails."""
@@ -56,21 +68,25 @@ class Node:
 
     A node is a stable handle: it stays valid across reconnects of the
     replica (calls use whichever stream currently connects it) and fails
-    fast with ``UNAVAILABLE`` while the replica is not connected.
+    fast with ``UNAVAILABLE`` while the replica is not connected. It keeps
+    two facts about the calls made to it, the same numbers the metrics
+    record, to sort and choose nodes by: ``latency`` and ``last_error``.
 
     Attributes:
         id: the node ID.
-        address: the node's normalized listening address (``""`` for a
+        address: the node's configured listening address (``""`` for a
             client peer, which has none).
     """
 
-    __slots__ = ("_channel", "_tracer", "address", "id")
+    __slots__ = ("_channel", "_last_error", "_latency", "_telemetry", "address", "id")
 
-    def __init__(self, node_id: int, address: str, tracer: Tracer | None = None) -> None:
+    def __init__(self, node_id: int, address: str, telemetry: Telemetry | None = None) -> None:
         self.id = node_id
         self.address = address
-        self._tracer = tracer if tracer is not None else Tracer()
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
         self._channel: Channel | None = None
+        self._latency: float | None = None
+        self._last_error: CallError | None = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"
@@ -87,9 +103,34 @@ class Node:
         """What calls to the node currently go through."""
         return self._channel
 
+    @property
+    def latency(self) -> float | None:
+        """Smoothed seconds from a request to its reply (an EWMA, weight 0.2 on
+        the newest reply, as Go Gorums), or None before the first reply."""
+        return self._latency
+
+    @property
+    def last_error(self) -> CallError | None:
+        """How the most recent call to the node failed; None if it succeeded."""
+        return self._last_error
+
+    @property
+    def metric_attributes(self) -> dict[str, AttributeValue]:
+        """The attributes of this node's per-node metrics."""
+        return _peer_attributes(self.id)
+
     def attach(self, channel: Channel | None) -> None:
         """Route calls through ``channel`` (None: the node is disconnected)."""
         self._channel = channel
+
+    def observe(self, elapsed: float, error: CallError | None) -> None:
+        """Record how a call to the node went: ``elapsed`` seconds to its reply, or ``error``."""
+        self._last_error = error
+        if error is None:
+            latency = self._latency
+            self._latency = (
+                elapsed if latency is None else latency + EWMA_WEIGHT * (elapsed - latency)
+            )
 
     async def rpc(
         self,
@@ -98,6 +139,7 @@ class Node:
         reply_type: type[R],
         *,
         timeout: float | None = None,
+        metadata: Entries = (),
     ) -> R:
         """Call ``method`` on this node and return its reply.
 
@@ -108,6 +150,8 @@ class Node:
             reply_type: the generated class of the reply.
             timeout: seconds for the whole call, including any wait for room
                 in the send buffer; None waits until the stream ends.
+            metadata: ``(key, value)`` entries sent with the request (the
+                handler reads them as its invocation metadata).
 
         Raises:
             CallError: the node is not connected or the stream ended
@@ -121,19 +165,28 @@ class Node:
         """
         name = checked_method(method, request, reply_type)
         deadline = deadline_of(timeout)
-        with self._tracer.tracer.start_as_current_span(SPAN_RPC) as span:
-            recording = span.is_recording()
-            if recording:
-                span.set_attributes({ATTR_METHOD: name, ATTR_PEER_ID: self.id})
-            reply = self.send_request(name, request.SerializeToString(), call_entries(recording))
+        entries = checked_metadata(metadata)
+        with self._telemetry.tracer.start_as_current_span(SPAN_RPC) as span:
+            call = CallTrace(self._telemetry, span, "rpc", name, {ATTR_PEER_ID: self.id})
+            error: CallError | None = None
             try:
-                async with asyncio.timeout_at(deadline):
-                    message = await reply
-            except TimeoutError:
-                raise timed_out(self.id, timeout) from None
+                reply = self.send_request(
+                    name, request.SerializeToString(), call.entries(self, entries)
+                )
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await reply
+                except TimeoutError:
+                    raise timed_out(self.id, timeout) from None
+                finally:
+                    reply.cancel()
+                return decode_reply(message, reply_type, self.id)
+            except CallError as exc:
+                error = exc
+                raise
             finally:
-                reply.cancel()
-            return decode_reply(message, reply_type, self.id)
+                call.node_done(self, error)
+                call.finish()
 
     async def correctable(
         self,
@@ -142,6 +195,7 @@ class Node:
         reply_type: type[R],
         *,
         timeout: float | None = None,
+        metadata: Entries = (),
     ) -> AsyncIterator[R]:
         """Call a server-streaming method on this node; yield each reply as it arrives.
 
@@ -158,21 +212,32 @@ class Node:
         """
         name = checked_method(method, request, reply_type, "server_streaming")
         deadline = deadline_of(timeout)
+        entries = checked_metadata(metadata)
+        span = self._telemetry.tracer.start_span(SPAN_CORRECTABLE)
+        call = CallTrace(self._telemetry, span, "correctable", name, {ATTR_PEER_ID: self.id})
         replies = Replies(STREAM_REPLY_LIMIT)
-        self.send_stream(name, request.SerializeToString(), (), replies, self.id)
+        received = 0
         try:
+            self.send_stream(
+                name, request.SerializeToString(), call.entries(self, entries), replies, self.id
+            )
             while True:
                 try:
                     _, item = await replies.get(deadline)
                 except TimeoutError:
                     return
-                if isinstance(item, CallError):
-                    raise item
-                yield decode_reply(item, reply_type, self.id)
+                error = item if isinstance(item, CallError) else None
+                call.node_done(self, error)
+                if error is not None:
+                    raise error
+                received += 1
+                yield decode_reply(item, reply_type, self.id)  # type: ignore[arg-type]
         finally:
             replies.close()
+            call.finish(replies=received)
+            span.end()
 
-    async def unicast(self, method: str, request: ProtoMessage) -> bool:
+    async def unicast(self, method: str, request: ProtoMessage, *, metadata: Entries = ()) -> bool:
         """Send ``method`` one-way to this node; never waits.
 
         Returns:
@@ -183,7 +248,13 @@ class Node:
             ValueError, TypeError, RuntimeError: as ``rpc``.
         """
         name = checked_method(method, request, None)
-        return self.cast(name, request.SerializeToString())
+        entries = checked_metadata(metadata)
+        with self._telemetry.tracer.start_as_current_span(SPAN_UNICAST) as span:
+            call = CallTrace(self._telemetry, span, "unicast", name, {ATTR_PEER_ID: self.id})
+            sent = self.cast(name, request.SerializeToString(), call.entries(self, entries))
+            call.node_done(self, None if sent else _not_sent(self.id))
+            call.finish(sent=int(sent))
+            return sent
 
     def send_request(
         self, method: str, payload: bytes, entries: Entries = ()
@@ -224,3 +295,14 @@ class Node:
             return channel.cast(method, payload, entries)
         except CallError:
             return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_attributes(node_id: int) -> dict[str, AttributeValue]:
+    return {ATTR_PEER_ID: node_id}
+
+
+def _not_sent(node_id: int) -> CallError:
+    return CallError(
+        grpc.StatusCode.UNAVAILABLE, "not sent: disconnected or send buffer full", node_id
+    )

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import grpc
 from grpc import aio
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from gorums_mw._address import normalize_addr
 from gorums_mw._configuration import Configuration
@@ -25,7 +25,7 @@ from gorums_mw._registrar import Cleanup
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
 from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw._stream._registry import HandlerRegistry
-from gorums_mw._tracing import Tracer
+from gorums_mw._telemetry import Telemetry
 from gorums_mw._wire import GORUMS_ADDR_KEY, GORUMS_CLIENT_KEY, GORUMS_NODE_ID_KEY, NODE_STREAM_PATH
 
 _log = logging.getLogger("gorums_mw")
@@ -94,6 +94,7 @@ class OutboundManager:
         backoff: Backoff | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
         linker: StreamLinker | None = None,
         budget: ByteBudget | None = None,
         name_resolution: NameResolution | None = None,
@@ -117,6 +118,7 @@ class OutboundManager:
             backoff: reconnect delays; default ``Backoff()``.
             credentials: TLS channel credentials; default insecure.
             tracer_provider: where spans go; default the global provider.
+            meter_provider: where metrics go; default the global provider.
             linker: how streams join a membership; default each connects its node.
             budget: the byte budget to share with other streams (a ``System``
                 shares one with its server); default one of ``limits.total_buffer``.
@@ -140,10 +142,12 @@ class OutboundManager:
         self._backoff = setting(backoff, Backoff, "backoff")
         self._names = setting(name_resolution, NameResolution, "name_resolution")
         self._credentials = credentials
-        self._tracer = Tracer(tracer_provider)
+        self._telemetry = Telemetry(tracer_provider, meter_provider, my_id)
         self._linker: StreamLinker = linker if linker is not None else _DirectLinker()
-        self._nodes = {nid: Node(nid, addr, self._tracer) for nid, addr in nodes.nodes.items()}
-        self._config = Configuration._sorted(tuple(self._nodes.values()), self._tracer)
+        self._nodes = {nid: Node(nid, addr, self._telemetry) for nid, addr in nodes.nodes.items()}
+        self._config = Configuration._sorted(
+            tuple(self._nodes.values()), self._telemetry, self._nodes.get
+        )
         self._lifecycle = Lifecycle("OutboundManager")
         self._channels: list[aio.Channel] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -240,8 +244,12 @@ class OutboundManager:
             response_deserializer=Message.FromString,
         )
         attempt = 0
+        first = True
         while True:
             await self._linker.wait_to_dial(node.id)
+            if not first:
+                self._telemetry.reconnects.add(1, node.metric_attributes)
+            first = False
             started = time.monotonic()
             await self._run_stream(
                 node, open_stream(None, metadata=self._metadata, wait_for_ready=True)
@@ -254,7 +262,12 @@ class OutboundManager:
             await call.wait_for_connection()
             peer = Peer(node.id, node.address, node.address)
             endpoint = StreamEndpoint(
-                peer, self._handlers, accepted=False, limits=self._limits, budget=self._budget
+                peer,
+                self._handlers,
+                accepted=False,
+                limits=self._limits,
+                budget=self._budget,
+                telemetry=self._telemetry,
             )
             detach = self._linker.attach(node, endpoint)
             self._changed.set()

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 from grpc import aio
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from gorums_mw._address import parse_node_address
 from gorums_mw._configuration import Configuration
@@ -72,6 +72,7 @@ class System:
         backoff: Backoff | None = None,
         on_config_change: ConfigCallback | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
         server_credentials: grpc.ServerCredentials | None = None,
         channel_credentials: grpc.ChannelCredentials | None = None,
         require_certificate: bool = False,
@@ -91,6 +92,7 @@ class System:
             backoff: reconnect delays of outbound streams.
             on_config_change: called with ``config()`` whenever it changes.
             tracer_provider: where spans go; default the global provider.
+            meter_provider: where metrics go; default the global provider.
             server_credentials: serve over TLS with these credentials
                 (``grpc.ssl_server_credentials``); default insecure.
             channel_credentials: dial the other replicas over TLS with these
@@ -128,13 +130,16 @@ class System:
             budget=budget,
             handlers=self.handlers,
             tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
             on_config_change=self._on_change if on_config_change is not None else None,
             require_certificate=require_certificate,
             name_resolution=self._names,
         )
         """The InboundManager of this replica."""
-        self._self_node = Node(my_id, self._address, self.manager.tracer)
-        self._local = LocalChannel(Peer(my_id, self._address, "local"), self.handlers)
+        self._self_node = Node(my_id, self._address, self.manager.telemetry)
+        self._local = LocalChannel(
+            Peer(my_id, self._address, "local"), self.handlers, self.manager.telemetry
+        )
         self._self_node.attach(self._local)
         peers = {nid: addr for nid, addr in nodes.nodes.items() if nid != my_id}
         self._dialer = (
@@ -149,6 +154,7 @@ class System:
                 backoff=backoff,
                 credentials=channel_credentials,
                 tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
                 linker=_TiebreakLinker(self),
                 name_resolution=self._names,
             )
@@ -265,7 +271,9 @@ class System:
         if cached is not None and cached[0] is peers:
             return cached[1]
         config = Configuration._sorted(
-            tuple(sorted((*peers, self._self_node), key=lambda node: node.id)), self.manager.tracer
+            tuple(sorted((*peers, self._self_node), key=lambda node: node.id)),
+            self.manager.telemetry,
+            self._node,
         )
         self._cached = (peers, config)
         return config
@@ -289,6 +297,12 @@ class System:
                 f" its configuration was {self.config()!r}"
             ) from None
         return self.config()
+
+    def _node(self, node_id: int) -> Node | None:
+        """The handle of replica ``node_id``, this one included."""
+        if node_id == self.id:
+            return self._self_node
+        return self.manager.peer_node(node_id)
 
     def _on_change(self, _: Configuration) -> None:
         if self._user_callback is not None:

@@ -33,6 +33,7 @@ from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._replies import Replies, StreamCall
 from gorums_mw._stream._send_queue import QueueClosed, SendQueue
+from gorums_mw._telemetry import Telemetry
 
 SERVER_ID_BIT: Final = 1 << 63
 """Set in the IDs of messages sent by the end that accepted the stream."""
@@ -110,6 +111,8 @@ class StreamEndpoint:
         "_registry",
         "_reply_bit",
         "_tasks",
+        "_telemetry",
+        "_trace_requests",
         "peer",
     )
 
@@ -122,8 +125,12 @@ class StreamEndpoint:
         limits: Limits | None = None,
         budget: ByteBudget | None = None,
         ids: itertools.count[int] | None = None,
+        telemetry: Telemetry | None = None,
+        trace_requests: bool = False,
     ) -> None:
         self.peer = peer
+        self._telemetry = telemetry
+        self._trace_requests = trace_requests
         self._registry = registry
         self._limits = limits if limits is not None else Limits()
         self._budget = ByteBudget(self._limits.stream_buffer, budget)
@@ -381,7 +388,13 @@ class StreamEndpoint:
         self, request: Message, registry: HandlerRegistry, size: int, one_way: bool
     ) -> None:
         try:
-            await registry.handle(request, self.peer, None if one_way else self._send_reply)
+            await registry.handle(
+                request,
+                self.peer,
+                None if one_way else self._send_reply,
+                telemetry=self._telemetry,
+                trace_all=self._trace_requests,
+            )
         finally:
             self._budget.release(size)
 

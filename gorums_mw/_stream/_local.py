@@ -10,6 +10,7 @@ from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
 from gorums_mw._stream._endpoint import Entries, other_loop_error, running_loop
 from gorums_mw._stream._registry import HandlerRegistry, Send
 from gorums_mw._stream._replies import Replies
+from gorums_mw._telemetry import Telemetry
 
 _LOCAL_ID = 1
 
@@ -21,11 +22,14 @@ class LocalChannel:
     other loop raise ``RuntimeError`` at once.
     """
 
-    __slots__ = ("_loop", "_peer", "_registry", "_tasks")
+    __slots__ = ("_loop", "_peer", "_registry", "_tasks", "_telemetry")
 
-    def __init__(self, peer: Peer, registry: HandlerRegistry) -> None:
+    def __init__(
+        self, peer: Peer, registry: HandlerRegistry, telemetry: Telemetry | None = None
+    ) -> None:
         self._peer = peer
         self._registry = registry
+        self._telemetry = telemetry
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -90,7 +94,9 @@ class LocalChannel:
         request = Message(message_seq_no=_LOCAL_ID, method=method, payload=payload)
         if entries:
             request.entry.extend(MetadataEntry(key=k, value=v) for k, v in entries)
-        task = loop.create_task(self._registry.handle(request, self._peer, send))
+        task = loop.create_task(
+            self._registry.handle(request, self._peer, send, telemetry=self._telemetry)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if owner is not None:

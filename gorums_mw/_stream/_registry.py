@@ -11,11 +11,21 @@ from typing import Any, Literal, NamedTuple
 import grpc
 from google.rpc.status_pb2 import Status
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from gorums_mw._peer import Peer, bind_peer, unbind_peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._context import NodeStreamContext, _Abort
+from gorums_mw._telemetry import (
+    ATTR_PEER_ID,
+    ERROR_TYPE,
+    NETWORK_PEER_ADDRESS,
+    RPC_GRPC_STATUS_CODE,
+    Telemetry,
+    rpc_attributes,
+    rpc_span_name,
+)
 
 _log = logging.getLogger("gorums_mw")
 
@@ -124,7 +134,15 @@ class HandlerRegistry:
         """The full names (``pkg.Service.Method``) of the methods added by service."""
         return frozenset(self._registered)
 
-    async def handle(self, request: Message, peer: Peer, send: Send | None) -> None:
+    async def handle(
+        self,
+        request: Message,
+        peer: Peer,
+        send: Send | None,
+        *,
+        telemetry: Telemetry | None = None,
+        trace_all: bool = False,
+    ) -> None:
         """Call the method ``request`` names and send its replies.
 
         While the handler runs, ``current_peer()`` returns ``peer``, and the
@@ -140,33 +158,40 @@ class HandlerRegistry:
         ``"ExcType: message"``. A server-streaming handler that fails after
         some responses sends the error as its last reply.
 
+        With ``telemetry``, the request gets a SERVER span (child of the
+        caller's CLIENT span) when the caller's trace is sampled, or always
+        with ``trace_all``.
+
         Args:
             request: a NodeStream request.
             peer: the node that sent it.
             send: where replies go; None for a one-way request, whose errors
                 are logged at debug level.
+            telemetry: where this node's spans go.
+            trace_all: start a SERVER span even without a sampled caller.
 
         Raises:
             asyncio.CancelledError: the calling task was cancelled; it is not
                 turned into a reply.
         """
-        try:
-            method = self._method(request.method)
+        with _CallScope(request, peer, telemetry, trace_all) as scope:
             try:
-                message = method.deserialize(request.payload)
-            except Exception as exc:
-                raise _Failed(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"cannot parse the {request.method} request: {_describe(exc)}",
-                ) from exc
-            context = NodeStreamContext(request, peer)
-            reply = _replier(request, method, send)
-            if method.kind == "stream":
-                context.writer = reply
-            with _CallScope(request, peer):
+                method = self._method(request.method)
+                try:
+                    message = method.deserialize(request.payload)
+                except Exception as exc:
+                    raise _Failed(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"cannot parse the {request.method} request: {_describe(exc)}",
+                    ) from exc
+                context = NodeStreamContext(request, peer)
+                reply = _replier(request, method, send)
+                if method.kind == "stream":
+                    context.writer = reply
                 await self._run(method, message, context, reply)
-        except _Failed as failure:
-            _fail(request, peer, send, failure.code, failure.details)
+            except _Failed as failure:
+                scope.failed(failure.code, failure.details)
+                _fail(request, peer, send, failure.code, failure.details)
 
     def _method(self, name: str) -> _Method:
         method = self._resolved.get(name)
@@ -249,28 +274,82 @@ class HandlerRegistry:
 
 
 class _CallScope:
-    """While a handler runs: ``current_peer()`` is the caller, and the caller's
-    trace context (from the request's entries) is the current one."""
+    """While a handler runs: ``current_peer()`` is the caller, the caller's trace
+    context (from the request's entries) is the current one, and a SERVER span
+    records the request when the caller's trace is sampled (or ``trace_all``)."""
 
-    __slots__ = ("_peer", "_peer_token", "_request", "_trace_token")
+    __slots__ = (
+        "_failed",
+        "_peer",
+        "_peer_token",
+        "_request",
+        "_span",
+        "_telemetry",
+        "_token",
+        "_trace_all",
+    )
 
-    def __init__(self, request: Message, peer: Peer) -> None:
+    def __init__(
+        self, request: Message, peer: Peer, telemetry: Telemetry | None, trace_all: bool
+    ) -> None:
         self._request = request
         self._peer = peer
+        self._telemetry = telemetry
+        self._trace_all = trace_all
+        self._span: trace.Span | None = None
+        self._failed = False
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _CallScope:
         self._peer_token = bind_peer(self._peer)
         entries = self._request.entry
-        self._trace_token = (
-            otel_context.attach(propagate.extract({e.key: e.value for e in entries}))
-            if entries
-            else None
-        )
+        context = propagate.extract({e.key: e.value for e in entries}) if entries else None
+        telemetry = self._telemetry
+        if telemetry is not None and (self._trace_all or _sampled(context)):
+            self._span = _server_span(telemetry, self._request, self._peer, context)
+            context = trace.set_span_in_context(self._span, context)
+        self._token = otel_context.attach(context) if context is not None else None
+        return self
+
+    def failed(self, code: grpc.StatusCode, details: str) -> None:
+        """The request ends with a non-OK status."""
+        self._failed = True
+        span = self._span
+        if span is not None:
+            span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
+            span.set_attribute(ERROR_TYPE, code.name)
+            span.set_status(StatusCode.ERROR, details)
 
     def __exit__(self, *_: object) -> None:
-        if self._trace_token is not None:
-            otel_context.detach(self._trace_token)
+        if self._token is not None:
+            otel_context.detach(self._token)
+        span = self._span
+        if span is not None:
+            if not self._failed:
+                span.set_attribute(RPC_GRPC_STATUS_CODE, 0)
+            span.end()
         unbind_peer(self._peer_token)
+
+
+def _sampled(context: otel_context.Context | None) -> bool:
+    """Whether the caller's trace, carried in the request, is sampled."""
+    if context is None:
+        return False
+    span_context = trace.get_current_span(context).get_span_context()
+    return span_context.is_valid and span_context.trace_flags.sampled
+
+
+def _server_span(
+    telemetry: Telemetry, request: Message, peer: Peer, context: otel_context.Context | None
+) -> trace.Span:
+    attributes = {
+        **telemetry.base(),
+        **rpc_attributes(request.method),
+        ATTR_PEER_ID: peer.id,
+        NETWORK_PEER_ADDRESS: peer.real_address,
+    }
+    return telemetry.tracer.start_span(
+        rpc_span_name(request.method), context=context, kind=SpanKind.SERVER, attributes=attributes
+    )
 
 
 def _replier(request: Message, method: _Method, send: Send | None) -> Callable[[Any], None]:

@@ -187,13 +187,18 @@ def test_tracing_prints_spans_of_one_trace() -> None:
     assert {"gorums.peer.register", "gorums.peer.unregister", "gorums.quorum_call"} <= names
     assert {"gorums.rpc", "client.write", "client.read"} <= names
     by_id = {span_id: (name, trace, parent, attrs) for name, trace, span_id, parent, attrs in spans}
-    # client.write → gorums.rpc → the nested quorum calls of the WriteQuorum handler.
+    # client.write → gorums.rpc → its CLIENT span → replica 2's SERVER span → the
+    # nested quorum calls of the WriteQuorum handler: one trace across replicas.
     (write,) = [s for s in spans if s[0] == "client.write"]
     nested = [s for s in spans if s[0] == "gorums.quorum_call" and s[1] == write[1]]
     methods = sorted(re.search(r"gorums.method=(\S+)", s[4]).group(1) for s in nested)  # type: ignore[union-attr]
     assert methods == ["storage.Storage.Read", "storage.Storage.Write"]
     for span in nested:
-        rpc = by_id[span[3]]
+        server = by_id[span[3]]
+        assert server[0] == "storage.Storage/WriteQuorum" and "gorums.node.id=2" in server[3]
+        client = by_id[server[2]]
+        assert client[0] == "storage.Storage/WriteQuorum" and "server.port=" in client[3]
+        rpc = by_id[client[2]]
         assert rpc[0] == "gorums.rpc" and "WriteQuorum" in rpc[3] and rpc[2] == write[2]
     register = next(s for s in spans if s[0] == "gorums.peer.register")
     assert (

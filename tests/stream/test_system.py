@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+from opentelemetry.trace import SpanKind
 
 from gorums_mw import CallError, QuorumCallError, System, current_peer
 from gorums_mw._stream._endpoint import StreamEndpoint
@@ -232,13 +233,29 @@ async def assert_call_traced(system: System, spans: Spans, tracer: Any) -> None:
     assert quorum.attributes["gorums.method"] == SAY
     assert quorum.attributes["gorums.quorum"] == 2
     assert quorum.attributes["gorums.replies"] == 2
+    assert quorum.attributes["gorums.node.id"] == system.id
+    # quorum call → one CLIENT span per node → that node's SERVER span (the
+    # trace travels in the message metadata) → the handler's own span.
+    clients = [s for s in spans.named("echo.Echo/Say") if s.kind == SpanKind.CLIENT]
+    servers = [s for s in spans.named("echo.Echo/Say") if s.kind == SpanKind.SERVER]
+    assert len(clients) == len(servers) == 2
+    assert {c.parent.span_id for c in clients if c.parent} == {quorum.context.span_id}
+    assert {c.attributes["gorums.peer.id"] for c in clients} == {1, 2}
+    for client in clients:
+        assert client.attributes["rpc.system"] == "grpc"
+        assert client.attributes["rpc.service"] == "echo.Echo"
+        assert client.attributes["rpc.method"] == "Say"
+        assert client.attributes["rpc.grpc.status_code"] == 0
+        assert client.attributes["gorums.node.id"] == system.id
+        assert client.attributes["server.address"] == "127.0.0.1"
+        server = next(s for s in servers if s.parent and s.parent.span_id == client.context.span_id)
+        assert server.parent is not None and server.parent.is_remote
+        assert server.attributes["gorums.node.id"] == client.attributes["gorums.peer.id"]
+        assert server.attributes["gorums.peer.id"] == system.id
     handlers = spans.named("handler")
     assert len(handlers) == 2
     assert all(h.context.trace_id == trace_id for h in handlers)
-    # Both handlers (the peer over the stream, the caller in process) continued
-    # the trace from the message metadata, as children of the call's span.
-    assert all(h.parent is not None and h.parent.is_remote for h in handlers)
-    assert {h.parent.span_id for h in handlers if h.parent} == {quorum.context.span_id}
+    assert {h.parent.span_id for h in handlers if h.parent} == {s.context.span_id for s in servers}
 
 
 async def test_higher_replica_survives_its_inbound_stream_closing() -> None:

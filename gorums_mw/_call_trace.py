@@ -1,0 +1,143 @@
+"""The telemetry of one call gorums-mw makes: its span, a CLIENT span per node, its metrics.
+
+Without an SDK the call's span does not record, so no per-node span is
+started and the trace context is not injected: what remains is a clock
+reading per reply (for ``Node.latency``) and no-op metric records.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import TYPE_CHECKING, Final
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from gorums_mw import _telemetry as t
+from gorums_mw._address import parse_node_address
+from gorums_mw._calls import Entries
+from gorums_mw._errors import CallError
+from gorums_mw._telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from gorums_mw._node import Node
+
+_ABANDONED: Final = "the call ended before this node answered"
+
+
+class CallTrace:
+    """Records one call: started when the call starts, finished once it ends."""
+
+    __slots__ = ("_clients", "_kind", "_method", "_span", "_start", "_telemetry", "recording")
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        span: trace.Span,
+        kind: str,
+        method: str,
+        attributes: dict[str, AttributeValue] | None = None,
+    ) -> None:
+        self._telemetry = telemetry
+        self._span = span
+        self._kind = kind
+        self._method = method
+        self._clients: dict[int, trace.Span] = {}
+        self.recording = span.is_recording()
+        if self.recording:
+            span.set_attributes(
+                {
+                    **telemetry.base(),
+                    **t.rpc_attributes(method),
+                    t.ATTR_METHOD: method,
+                    t.ATTR_CALL_KIND: kind,
+                    **(attributes or {}),
+                }
+            )
+        self._start = time.perf_counter()
+
+    def entries(self, node: Node, metadata: Entries) -> Entries:
+        """The message entries of the request to ``node``: the call's metadata and,
+        when recording, the trace context of a CLIENT span for this node."""
+        if not self.recording:
+            return metadata
+        client = self._telemetry.tracer.start_span(
+            t.rpc_span_name(self._method),
+            context=trace.set_span_in_context(self._span),
+            kind=SpanKind.CLIENT,
+            attributes={
+                **self._telemetry.base(),
+                **_server_attributes(node),
+                **t.rpc_attributes(self._method),
+            },
+        )
+        self._clients[node.id] = client
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(client))
+        return (*metadata, *carrier.items())
+
+    def node_done(self, node: Node, error: CallError | None) -> None:
+        """``node`` answered (or failed): its latency, its CLIENT span's status.
+
+        Only the first answer of a node counts (a correctable call's node
+        may answer several times).
+        """
+        client = self._clients.pop(node.id, None)
+        if client is None and self.recording:
+            return
+        elapsed = time.perf_counter() - self._start
+        node.observe(elapsed, error)
+        if error is None:
+            self._telemetry.node_latency.record(elapsed, node.metric_attributes)
+        if client is not None:
+            _end_client(client, error)
+
+    def finish(self, replies: int | None = None, sent: int | None = None) -> None:
+        """The call ended; ``replies`` it received or nodes it was ``sent`` to."""
+        duration = time.perf_counter() - self._start
+        self._telemetry.call_duration.record(duration, _call_attributes(self._method, self._kind))
+        if replies is not None and self._kind == "quorum_call":
+            self._telemetry.quorum_replies.record(
+                replies, _call_attributes(self._method, self._kind)
+            )
+        if self.recording:
+            if replies is not None:
+                self._span.set_attribute(t.ATTR_REPLIES, replies)
+            if sent is not None:
+                self._span.set_attribute(t.ATTR_SENT, sent)
+        for client in self._clients.values():
+            client.set_attribute(t.ERROR_TYPE, "abandoned")
+            client.set_status(StatusCode.UNSET, _ABANDONED)
+            client.end()
+        self._clients.clear()
+
+
+def _end_client(client: trace.Span, error: CallError | None) -> None:
+    if error is None:
+        client.set_attribute(t.RPC_GRPC_STATUS_CODE, 0)
+    else:
+        client.set_attribute(t.RPC_GRPC_STATUS_CODE, error.code.value[0])
+        client.set_attribute(t.ERROR_TYPE, error.code.name)
+        client.set_status(StatusCode.ERROR, error.details)
+    client.end()
+
+
+@functools.lru_cache(maxsize=1024)
+def _server_attributes_of(node_id: int, address: str) -> dict[str, AttributeValue]:
+    attributes: dict[str, AttributeValue] = {t.ATTR_PEER_ID: node_id}
+    if address:
+        parsed = parse_node_address(address)
+        attributes[t.SERVER_ADDRESS] = parsed.host
+        attributes[t.SERVER_PORT] = parsed.port
+    return attributes
+
+
+def _server_attributes(node: Node) -> dict[str, AttributeValue]:
+    return _server_attributes_of(node.id, node.address)
+
+
+@functools.lru_cache(maxsize=1024)
+def _call_attributes(method: str, kind: str) -> dict[str, AttributeValue]:
+    return {t.RPC_METHOD: method, t.ATTR_CALL_KIND: kind}
