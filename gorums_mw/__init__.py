@@ -14,6 +14,7 @@ from gorums_mw._errors import (
 from gorums_mw._health import add_quorum_health
 from gorums_mw._identity import identify_peer, normalize_addr
 from gorums_mw._inbound_manager import InboundManager
+from gorums_mw._interception import CallInfo, QuorumInterceptor
 from gorums_mw._limits import Limits
 from gorums_mw._node import Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, with_node_list, with_nodes
@@ -32,6 +33,7 @@ __all__ = [
     "GORUMS_NODE_ID_KEY",
     "Backoff",
     "CallError",
+    "CallInfo",
     "Configuration",
     "ConfigurationError",
     "GorumsError",
@@ -51,6 +53,7 @@ __all__ = [
     "PeerCertificateError",
     "QuorumCallError",
     "QuorumFunction",
+    "QuorumInterceptor",
     "System",
     "__version__",
     "add_node_stream_service",

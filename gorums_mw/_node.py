@@ -223,15 +223,18 @@ class Node:
             )
             while True:
                 try:
-                    _, item = await replies.get(deadline)
+                    arrival = await replies.get(deadline)
                 except TimeoutError:
                     return
-                error = item if isinstance(item, CallError) else None
-                call.node_done(self, error)
-                if error is not None:
-                    raise error
+                if arrival is None:
+                    return
+                item = arrival[1]
+                if isinstance(item, CallError):
+                    call.node_done(self, item)
+                    raise item
+                call.node_done(self, None)
                 received += 1
-                yield decode_reply(item, reply_type, self.id)  # type: ignore[arg-type]
+                yield decode_reply(item, reply_type, self.id)
         finally:
             replies.close()
             call.finish(replies=received)

@@ -101,11 +101,14 @@ async def stream_replies(
     try:
         for answer in failed:
             yield answer
-        while replies.open_calls:
+        while True:
             try:
-                node_id, item = await replies.get(deadline)
+                arrival = await replies.get(deadline)
             except TimeoutError:
                 return
+            if arrival is None:
+                return
+            node_id, item = arrival
             if isinstance(item, CallError):
                 call.node_done(nodes[node_id], item)
                 yield NodeReply(node_id, None, item)

@@ -41,6 +41,7 @@ class Replies:
     def track(self, key: int, owner: asyncio.Future[None]) -> None:
         """Remember the call ``key`` stands for, so ``close`` can end it."""
         self._owners[key] = owner
+        owner.add_done_callback(self._wake)
 
     def put(self, key: int, item: Message | CallError) -> None:
         """Add a reply (or the call's final error)."""
@@ -60,22 +61,29 @@ class Replies:
             owner.cancel()
         self._bytes += size
         self._arrivals.append(((key, item), size))
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._wake()
 
-    async def get(self, deadline: float | None) -> Arrival:
-        """The next reply; waits until ``deadline`` (loop time) at most.
+    async def get(self, deadline: float | None) -> Arrival | None:
+        """The next reply; None once every call has ended and all was read.
+
+        Waits until ``deadline`` (loop time) at most.
 
         Raises:
             TimeoutError: nothing arrived before the deadline.
         """
         while not self._arrivals:
+            if not self.open_calls:
+                return None
             self._waiter = asyncio.get_running_loop().create_future()
             async with asyncio.timeout_at(deadline):
                 await self._waiter
         arrival, size = self._arrivals.popleft()
         self._bytes -= size
         return arrival
+
+    def _wake(self, _: object = None) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     @property
     def open_calls(self) -> int:
@@ -94,17 +102,27 @@ class Replies:
 class StreamCall:
     """The pending entry of one server-streaming call on one stream."""
 
-    __slots__ = ("key", "owner", "replies")
+    __slots__ = ("delivered", "key", "owner", "replies")
 
     def __init__(self, replies: Replies, key: int, owner: asyncio.Future[None]) -> None:
         self.replies = replies
         self.key = key
         self.owner = owner
+        self.delivered = False
 
     def deliver(self, message: Message) -> None:
         """A reply arrived."""
+        self.delivered = True
         self.replies.put(self.key, message)
 
     def fail(self, error: CallError) -> None:
-        """The stream ended: no more replies will come."""
-        self.replies.put(self.key, error)
+        """The stream ended: no more replies will come.
+
+        A call that already had replies just ends (a stream retired by a
+        tiebreak, or a peer that left, after answering); one that had none
+        gets ``error``.
+        """
+        if self.delivered:
+            self.owner.cancel()
+        else:
+            self.replies.put(self.key, error)
