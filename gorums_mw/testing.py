@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from gorums_mw._limits import Limits
 from gorums_mw._options import with_nodes
@@ -57,6 +57,7 @@ class LocalReplicas:
         backoff: Backoff | None = None,
         limits: Limits | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         """Choose addresses for ``size`` replicas (nothing starts yet).
 
@@ -68,6 +69,7 @@ class LocalReplicas:
             backoff: reconnect delays of every replica.
             limits: message size and buffer bounds of every replica.
             tracer_provider: where every replica's spans go.
+            meter_provider: where every replica's metrics go.
 
         Raises:
             ValueError: ``size`` is below 1.
@@ -83,6 +85,7 @@ class LocalReplicas:
         self._backoff = backoff
         self._limits = limits
         self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
         self._systems: dict[int, System] = {}
 
     def __getitem__(self, node_id: int) -> System:
@@ -109,6 +112,7 @@ class LocalReplicas:
                 backoff=self._backoff,
                 limits=self._limits,
                 tracer_provider=self._tracer_provider,
+                meter_provider=self._meter_provider,
             )
             self._setup(system)
             await system.start()

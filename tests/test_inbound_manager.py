@@ -218,6 +218,36 @@ def test_symmetric_stream_tiebreaker(spans: Spans, inbound_first: bool) -> None:
     assert decisions == {(1, "kept_outbound"), (2, "kept_inbound")}
 
 
+def test_the_stream_a_tiebreak_closes_is_retired_not_unregistered(spans: Spans) -> None:
+    """The lower ID sees the higher one's stream end; the peer stays connected."""
+    low = manager(1, tracer_provider=spans.provider)
+    inbound, outbound = FakeStream(), FakeStream()
+    cleanup = low.register_peer(2, NODES[2], inbound, object())  # 2 dialed first
+    low.add_outbound(2, outbound, outbound.close)  # then 1 dialed: its stream wins
+    cleanup()  # 2 closed (retired) the stream it dialed
+    assert low.inbound_config().ids == (2,) and low.inbound_config()[0].channel is outbound
+    (unregister,) = spans.named(SPAN_UNREGISTER)
+    assert unregister.attributes is not None
+    assert unregister.attributes["gorums.decision"] == "retired"
+    assert unregister.attributes["gorums.config.size"] == 1
+    cleanup_outbound = low.add_outbound(2, FakeStream(), FakeStream().close)
+    cleanup_outbound()
+    assert low.inbound_config().ids == ()
+
+
+def test_a_peer_that_keeps_both_streams_keeps_ours(spans: Spans) -> None:
+    """Go Gorums dials with gorums-node-id only and keeps both streams of a pair."""
+    high = manager(2, tracer_provider=spans.provider)
+    go_dialed, ours = FakeStream(), FakeStream()
+    context = FakeContext("ipv4:127.0.0.1:5", [("gorums-node-id", "1")])
+    assert high.handle_stream(context, go_dialed) is not None
+    high.add_outbound(1, ours, ours.close)
+    assert not ours.closed and not go_dialed.closed  # both kept
+    assert high.keeps_own_dialing(1)
+    decisions = [s.attributes["gorums.decision"] for s in spans.named(SPAN_TIEBREAK)]
+    assert decisions == ["kept_both"]
+
+
 def test_reconnect_replaces_inbound_even_for_lower_peer() -> None:
     """The seed's bug: a reconnect must never make a peer vanish."""
     mgr = manager(2)
