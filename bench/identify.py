@@ -12,6 +12,9 @@ caller sends ``gorums-addr: 127.0.0.1:7`` from 127.0.0.1):
   does per call (it already has the claim from ``intercept_service``);
 - ``InboundManager.identify(context, claim)``: the above plus the node lookup
   and the ``Peer`` value, the interceptor's whole per-call identification;
+- the same for a ``gorums-node-id: 2`` claim (Go Gorums' dialect), and for a
+  node configured by DNS name (``localhost:7``) claiming that name, with the
+  name's IPs already in the cache (the steady state: no DNS on the call path);
 - each with a cold cache (claims are parsed once and cached; a cold call is a
   caller never seen before).
 
@@ -49,26 +52,38 @@ from bench._common import (
     stop_all,
     until_stdin_closes,
 )
-from gorums_mw import GORUMS_ADDR_KEY
+from gorums_mw import GORUMS_ADDR_KEY, GORUMS_NODE_ID_KEY
 from gorums_mw._claims import parse_claim
 
 CLAIM: Final = "127.0.0.1:7"
 TIME_PATH: Final = "/bench.Time/Time"
 LOOPS: Final = 20_000
-PROBES: Final = ("identify_peer", "validate_claim", "InboundManager.identify")
+PROBES: Final = (
+    "identify_peer",
+    "validate_claim",
+    "InboundManager.identify",
+    "InboundManager.identify (node ID)",
+    "InboundManager.identify (name, cached)",
+)
 
 
 # ---- server -------------------------------------------------------------------
 
 
-def _probes() -> dict[str, Callable[[Context, bool], float]]:
-    from gorums_mw import InboundManager, _identity, identify_peer, with_nodes
+async def _probes() -> dict[str, Callable[[Context, bool], float]]:
+    from gorums_mw import InboundManager, _claims, _identity, identify_peer, with_nodes
+    from gorums_mw._address import parse_node_address
 
     manager = InboundManager(1, with_nodes({1: "127.0.0.1:1", 2: CLAIM}))
+    named = InboundManager(1, with_nodes({1: "127.0.0.1:1", 2: "localhost:7"}))
+    await named.address_book.resolve_all()
 
     def cold() -> None:
         _identity._parse_claim.cache_clear()
         _identity._ip_of.cache_clear()
+        _identity.peer_ip.cache_clear()
+        parse_node_address.cache_clear()
+        _claims._claim.cache_clear()
 
     def timed(fn: Callable[[], object], clear: bool) -> float:
         if clear:
@@ -100,15 +115,30 @@ def _probes() -> dict[str, Callable[[Context, bool], float]]:
         assert manager.identify(context, claim).id == 2
         return timed(lambda: manager.identify(context, claim), clear)
 
+    by_id = parse_claim(((GORUMS_NODE_ID_KEY, "2"),))
+    by_name = parse_claim(((GORUMS_ADDR_KEY, "localhost:7"), (GORUMS_NODE_ID_KEY, "2")))
+    assert by_id is not None and by_name is not None
+
+    def probe_node_id(context: Context, clear: bool) -> float:
+        assert manager.identify(context, by_id).id == 2
+        return timed(lambda: manager.identify(context, by_id), clear)
+
+    def probe_name(context: Context, clear: bool) -> float:
+        assert named.identify(context, by_name).id == 2
+        return timed(lambda: named.identify(context, by_name), clear)
+
     return {
         "identify_peer": probe_identify,
         "validate_claim": probe_validate,
         "InboundManager.identify": probe_manager,
+        "InboundManager.identify (node ID)": probe_node_id,
+        "InboundManager.identify (name, cached)": probe_name,
     }
 
 
-def _time_handler() -> grpc.GenericRpcHandler[Any, Any]:
-    probes = _probes()
+def _time_handler(
+    probes: dict[str, Callable[[Context, bool], float]],
+) -> grpc.GenericRpcHandler[Any, Any]:
 
     async def time_probe(request: Payload, context: Context) -> Payload:
         name, _, mode = request.value.decode().partition("/")
@@ -124,7 +154,7 @@ def _time_handler() -> grpc.GenericRpcHandler[Any, Any]:
 
 async def serve() -> None:
     server = aio.server()
-    server.add_generic_rpc_handlers((bench_handler(), _time_handler()))
+    server.add_generic_rpc_handlers((bench_handler(), _time_handler(await _probes())))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     announce({"port": port})

@@ -28,16 +28,16 @@ class NodeAddress:
         host: the canonical IP (no brackets) or the lower-cased name.
         port: the TCP port.
         ip: the IP, or None when ``host`` is a name.
+        text: the canonical ``host:port`` (IPv6 in brackets).
     """
 
     host: str
     port: int
     ip: IPAddress | None
+    text: str
 
     def __str__(self) -> str:
-        if self.ip is not None:
-            return join_host_port(self.ip, self.port)
-        return f"{self.host}:{self.port}"
+        return self.text
 
     @property
     def is_name(self) -> bool:
@@ -64,9 +64,9 @@ def parse_node_address(addr: str) -> NodeAddress:
             raise ValueError(
                 f"address {addr!r}: {host!r} is neither an IP nor a DNS name"
             ) from None
-        return NodeAddress(name, port, None)
+        return NodeAddress(name, port, None, f"{name}:{port}")
     _refuse_unspecified(ip, addr)
-    return NodeAddress(str(ip), port, ip)
+    return NodeAddress(str(ip), port, ip, join_host_port(ip, port))
 
 
 def _refuse_unspecified(ip: IPAddress, addr: str) -> None:

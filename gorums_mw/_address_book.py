@@ -43,7 +43,7 @@ class AddressBook:
     def __init__(self, nodes: Mapping[int, NodeAddress], resolution: NameResolution) -> None:
         self._nodes = dict(nodes)
         self._resolution = resolution
-        self._by_text = {str(address): node_id for node_id, address in self._nodes.items()}
+        self._by_text = {address.text: node_id for node_id, address in self._nodes.items()}
         self._resolved: dict[int, _Resolved] = {
             node_id: _Resolved(frozenset(), float("-inf"), float("-inf"))
             for node_id, address in self._nodes.items()
@@ -84,7 +84,7 @@ class AddressBook:
                 address = parse_node_address(address)
             except ValueError:
                 return None
-        node_id = self._by_text.get(str(address))
+        node_id = self._by_text.get(address.text)
         if node_id is None and address.ip is not None:
             node_id = self._by_ip_port.get((address.ip, address.port))
         return node_id

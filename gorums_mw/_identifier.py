@@ -54,7 +54,7 @@ class Identifier:
             claimed = f"node {claim.node_id}"
         else:
             node_id = self._node_of(claim)
-            claimed = str(claim.address)
+            claimed = claim.address.text
         if node_id is None:
             if isinstance(claim, AddrClaim) and claim.address.ip is not None:
                 self._check_ip(peer_string, claim.address.ip, claimed)
@@ -66,7 +66,7 @@ class Identifier:
             self._check_node_ips(peer_string, node_id, claimed)
         if self._require_certificate:
             self._check_certificate(context, peer_string, configured, claimed)
-        return Peer(node_id, str(configured), peer_string)
+        return Peer(node_id, configured.text, peer_string)
 
     def _node_of(self, claim: AddrClaim) -> int | None:
         """The node ``claim`` names; both keys, when sent, must name the same one."""

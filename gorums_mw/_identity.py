@@ -159,6 +159,7 @@ def _ip_of(host: str) -> IPAddress | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def peer_ip(peer: str) -> IPAddress | None:
     """The IP in a grpc peer string (``ipv4:a.b.c.d:p``, ``ipv6:%5B..%5D:p``)."""
     kind, _, rest = peer.partition(":")
