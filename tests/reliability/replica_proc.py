@@ -110,7 +110,7 @@ async def main(argv: list[str] | None = None) -> None:
         backoff=Backoff(initial=0.02, maximum=args.backoff_max),
         on_config_change=_report,
     )
-    system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo(args.id))
+    system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo(args.id))  # type: ignore[abstract]
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
