@@ -20,6 +20,10 @@ QUEUED_OVERHEAD: Final = 256
 SERVING_OVERHEAD: Final = 4096
 """Bytes a request in service counts beyond its own size (its task and context)."""
 
+BATCH_FRAMING_BYTES: Final = 16
+"""What framing a message in a batch adds (a tag and a length): grpc's own size
+limit is ``Limits.max_message`` plus this, so one message of the limit fits."""
+
 REFUSAL_SLACK: Final = 64 * 1024
 """Bytes beyond a full budget that error replies to refused requests may use, so a
 peer flooding a full stream still learns why, while what it costs stays bounded."""
@@ -69,11 +73,12 @@ class Limits:
             )
 
     def grpc_options(self) -> list[tuple[str, int]]:
-        """grpc's options (server and channel alike): ``max_message`` both ways and
-        the fixed ``transport_window``."""
+        """grpc's options (server and channel alike): ``max_message`` both ways (plus
+        what batching adds to one message) and the fixed ``transport_window``."""
+        grpc_max = self.max_message + BATCH_FRAMING_BYTES
         return [
-            ("grpc.max_receive_message_length", self.max_message),
-            ("grpc.max_send_message_length", self.max_message),
+            ("grpc.max_receive_message_length", grpc_max),
+            ("grpc.max_send_message_length", grpc_max),
             ("grpc.http2.bdp_probe", 0),
             ("grpc.http2.lookahead_bytes", self.transport_window),
         ]

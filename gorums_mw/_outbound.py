@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import grpc
 from grpc import aio
@@ -20,15 +22,26 @@ from gorums_mw._limits import ByteBudget, Limits
 from gorums_mw._node import Node
 from gorums_mw._options import NodeListOption, check_node_id
 from gorums_mw._peer import Peer
+from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._registrar import Cleanup
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
 from gorums_mw._stream._endpoint import StreamEndpoint
+from gorums_mw._stream._framing import BatchFraming, Framing, PlainFraming, same_bytes
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._telemetry import Telemetry
-from gorums_mw._wire import GORUMS_ADDR_KEY, GORUMS_CLIENT_KEY, GORUMS_NODE_ID_KEY, NODE_STREAM_PATH
+from gorums_mw._wire import (
+    BATCHED_NODE_STREAM_PATH,
+    GORUMS_ADDR_KEY,
+    GORUMS_CLIENT_KEY,
+    GORUMS_NODE_ID_KEY,
+    NODE_STREAM_PATH,
+)
 
 _log = logging.getLogger("gorums_mw")
+
+Form = Literal["plain", "batched"]
+"""How a stream frames its messages: NodeStream, or BatchedNodeStream."""
 
 _STABLE_SECONDS = 1.0
 """A stream that lived this long resets the reconnect backoff."""
@@ -98,6 +111,7 @@ class OutboundManager:
         linker: StreamLinker | None = None,
         budget: ByteBudget | None = None,
         name_resolution: NameResolution | None = None,
+        batching: bool = True,
     ) -> None:
         """Prepare to dial ``nodes``.
 
@@ -126,6 +140,10 @@ class OutboundManager:
                 name again at most once per ``min_interval`` when a connection
                 fails (grpc's default is 30 s), so a replica that moved is
                 dialed at its new IP soon; default ``NameResolution()``.
+            batching: dial ``BatchedNodeStream`` first (several messages per
+                gRPC message between gorums-mw peers), falling back to
+                NodeStream when a server does not serve it (Go Gorums); the
+                answer is remembered per address. False: NodeStream only.
 
         Raises:
             TypeError: ``nodes`` is not a node option, or a setting has the wrong type.
@@ -141,6 +159,8 @@ class OutboundManager:
         self._keepalive = setting(keepalive, Keepalive, "keepalive")
         self._backoff = setting(backoff, Backoff, "backoff")
         self._names = setting(name_resolution, NameResolution, "name_resolution")
+        self._batching = batching
+        self._forms: dict[str, Form] = {}
         self._credentials = credentials
         self._telemetry = Telemetry(tracer_provider, meter_provider, my_id)
         self._linker: StreamLinker = linker if linker is not None else _DirectLinker()
@@ -238,11 +258,10 @@ class OutboundManager:
 
     async def _keep_connected(self, node: Node) -> None:
         channel = self._channel(node)
-        open_stream = channel.stream_stream(
-            NODE_STREAM_PATH,
-            request_serializer=Message.SerializeToString,
-            response_deserializer=Message.FromString,
-        )
+        dial: dict[Form, Callable[[], aio.StreamStreamCall[Any, Any]]] = {
+            "plain": functools.partial(self._open, channel, NODE_STREAM_PATH, Message),
+            "batched": functools.partial(self._open, channel, BATCHED_NODE_STREAM_PATH, Batch),
+        }
         attempt = 0
         first = True
         while True:
@@ -250,16 +269,42 @@ class OutboundManager:
             if not first:
                 self._telemetry.reconnects.add(1, node.metric_attributes)
             first = False
+            known = self._forms.get(node.address) if self._batching else "plain"
+            form: Form = known or "batched"
             started = time.monotonic()
-            await self._run_stream(
-                node, open_stream(None, metadata=self._metadata, wait_for_ready=True)
-            )
+            code = await self._run_stream(node, dial[form](), form, probe=known is None)
+            if form == "batched" and code is grpc.StatusCode.UNIMPLEMENTED:
+                self._forms[node.address] = "plain"  # not a gorums-mw peer: NodeStream it is
+                continue
             attempt = 0 if time.monotonic() - started > _STABLE_SECONDS else attempt + 1
             await asyncio.sleep(self._backoff.delay(attempt))
 
-    async def _run_stream(self, node: Node, call: aio.StreamStreamCall[Message, Message]) -> None:
+    def _open(
+        self, channel: aio.Channel, path: str, reply: type[Message] | type[Batch]
+    ) -> aio.StreamStreamCall[Any, Any]:
+        """Open one stream (it connects once the channel is ready)."""
+        serialize = Message.SerializeToString if reply is Message else same_bytes
+        open_stream = channel.stream_stream(
+            path, request_serializer=serialize, response_deserializer=reply.FromString
+        )
+        return open_stream(None, metadata=self._metadata, wait_for_ready=True)
+
+    async def _run_stream(
+        self, node: Node, call: aio.StreamStreamCall[Any, Any], form: Form, *, probe: bool
+    ) -> grpc.StatusCode | None:
+        """Carry one stream to ``node`` until it ends; return how it ended, if it did.
+
+        A stream counts as up once it is open; only the first batched stream
+        to an address waits for the server's answer (its headers, or
+        ``UNIMPLEMENTED`` from a server without the batched form).
+        """
         try:
             await call.wait_for_connection()
+            if probe:
+                await call.initial_metadata()
+                if call.done():
+                    return await call.code()
+                self._forms[node.address] = form
             peer = Peer(node.id, node.address, node.address)
             endpoint = StreamEndpoint(
                 peer,
@@ -269,17 +314,24 @@ class OutboundManager:
                 budget=self._budget,
                 telemetry=self._telemetry,
             )
+            framing: Framing = (
+                BatchFraming(call.read, call.write)
+                if form == "batched"
+                else PlainFraming(call.read, call.write)
+            )
             detach = self._linker.attach(node, endpoint)
             self._changed.set()
             try:
-                await endpoint.run(call.read, call.write)
+                await endpoint.run(framing)
             finally:
                 detach()
                 self._changed.set()
         except aio.AioRpcError as exc:
             _log.debug("stream to node %d failed: %s", node.id, exc.code())
+            return exc.code()
         finally:
             call.cancel()
+        return await call.code() if call.done() else None
 
 
 def _identity_metadata(

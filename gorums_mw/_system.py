@@ -77,6 +77,7 @@ class System:
         channel_credentials: grpc.ChannelCredentials | None = None,
         require_certificate: bool = False,
         name_resolution: NameResolution | None = None,
+        batching: bool = True,
     ) -> None:
         """Prepare replica ``my_id`` of ``nodes``.
 
@@ -102,6 +103,9 @@ class System:
                 does not name their claimed IP (see ``InboundManager``).
             name_resolution: how replicas addressed by DNS name are kept
                 current; default ``NameResolution()``.
+            batching: speak BatchedNodeStream with gorums-mw peers (several
+                messages per gRPC message, no added delay), serving and
+                dialing it; False keeps the plain NodeStream wire only.
 
         Raises:
             TypeError: ``nodes`` is not from ``with_nodes``, or a setting has
@@ -157,6 +161,7 @@ class System:
                 meter_provider=meter_provider,
                 linker=_TiebreakLinker(self),
                 name_resolution=self._names,
+                batching=batching,
             )
             if peers
             else None
@@ -171,7 +176,7 @@ class System:
             ],
         )
         """The grpc.aio server; add ordinary services to it before ``start()``."""
-        add_node_stream_service(self.manager, self.server)
+        add_node_stream_service(self.manager, self.server, batching=batching)
         self._server_credentials = server_credentials
         self._port: int | None = None
         self._cached: tuple[Configuration, Configuration] | None = None

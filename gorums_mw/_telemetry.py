@@ -13,6 +13,7 @@ them, where there is one.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
@@ -117,6 +118,7 @@ class Telemetry:
         "rejections",
         "tiebreaks",
         "tracer",
+        "watchers",
     )
 
     def __init__(
@@ -149,7 +151,7 @@ class Telemetry:
         self.quorum_replies = meter.create_histogram(
             METRIC_QUORUM_REPLIES, "{reply}", "Replies a quorum call had when it was decided"
         )
-        _gauges(meter)
+        self.watchers = _gauges(meter)
 
     def base(self) -> dict[str, AttributeValue]:
         """The attributes every span of this node carries."""
@@ -165,9 +167,9 @@ class Telemetry:
         return self.tracer.start_span(name, attributes=attributes, links=links)
 
     def watch(self, observe: Observe) -> None:
-        """Report ``observe``'s readings on the observable gauges while ``observe``'s
-        owner lives (it is held weakly when it is a bound method)."""
-        _WATCHERS.add(observe)
+        """Report ``observe``'s readings on this meter's observable gauges while
+        ``observe``'s owner lives (it is held weakly when it is a bound method)."""
+        self.watchers.add(observe)
 
 
 def rpc_attributes(method: str) -> dict[str, AttributeValue]:
@@ -210,34 +212,28 @@ class _Watchers:
         return found
 
 
-_WATCHERS = _Watchers()
-_GAUGED: weakref.WeakSet[metrics.Meter] = weakref.WeakSet()
+_BY_METER: weakref.WeakKeyDictionary[metrics.Meter, _Watchers] = weakref.WeakKeyDictionary()
 
 
-def _gauges(meter: metrics.Meter) -> None:
-    """The observable gauges, once per meter, reading every live node."""
-    try:
-        if meter in _GAUGED:
-            return
-        _GAUGED.add(meter)
-    except TypeError:  # a meter that cannot be weakly referenced: register each time
-        pass
+def _gauges(meter: metrics.Meter) -> _Watchers:
+    """The readers of ``meter``'s observable gauges, made with the gauges on first use."""
+    watchers = _BY_METER.get(meter)
+    if watchers is not None:
+        return watchers
+    watchers = _BY_METER[meter] = _Watchers()
     for name, unit, description in (
         (METRIC_CONFIG_SIZE, "{node}", "Connected peers of a node"),
         (METRIC_CLIENTS, "{client}", "Connected client peers of a node"),
-        (
-            METRIC_BUFFERED,
-            "By",
-            "Bytes a node's streams buffer (send queue and requests in service)",
-        ),
+        (METRIC_BUFFERED, "By", "Bytes a node's streams buffer (queued and in service)"),
     ):
         meter.create_observable_gauge(
-            name, callbacks=[_reader(name)], unit=unit, description=description
+            name,
+            callbacks=[functools.partial(_read, watchers, name)],
+            unit=unit,
+            description=description,
         )
+    return watchers
 
 
-def _reader(metric: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    def read(_: CallbackOptions) -> Iterable[Observation]:
-        return _WATCHERS.readings(metric)
-
-    return read
+def _read(watchers: _Watchers, metric: str, _: CallbackOptions) -> Iterable[Observation]:
+    return watchers.readings(metric)

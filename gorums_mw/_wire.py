@@ -23,6 +23,12 @@ NODE_STREAM_SERVICE: Final = "stream.Gorums"
 NODE_STREAM_PATH: Final = "/stream.Gorums/NodeStream"
 """The grpc path of the NodeStream RPC."""
 
+BATCHED_NODE_STREAM_SERVICE: Final = "gorums_mw.Stream"
+"""The protobuf full name of the batched NodeStream service (gorums-mw peers only)."""
+
+BATCHED_NODE_STREAM_PATH: Final = "/gorums_mw.Stream/BatchedNodeStream"
+"""The grpc path of the batched NodeStream RPC: a ``gorums_mw.Batch`` of messages each way."""
+
 _FULL_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", re.ASCII)
 _PATH = re.compile(r"/([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)/([A-Za-z_]\w*)", re.ASCII)
 

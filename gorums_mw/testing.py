@@ -58,6 +58,7 @@ class LocalReplicas:
         limits: Limits | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        batching: bool = True,
     ) -> None:
         """Choose addresses for ``size`` replicas (nothing starts yet).
 
@@ -70,6 +71,7 @@ class LocalReplicas:
             limits: message size and buffer bounds of every replica.
             tracer_provider: where every replica's spans go.
             meter_provider: where every replica's metrics go.
+            batching: whether the replicas batch (see ``System``).
 
         Raises:
             ValueError: ``size`` is below 1.
@@ -86,6 +88,7 @@ class LocalReplicas:
         self._limits = limits
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
+        self._batching = batching
         self._systems: dict[int, System] = {}
 
     def __getitem__(self, node_id: int) -> System:
@@ -113,6 +116,7 @@ class LocalReplicas:
                 limits=self._limits,
                 tracer_provider=self._tracer_provider,
                 meter_provider=self._meter_provider,
+                batching=self._batching,
             )
             self._setup(system)
             await system.start()

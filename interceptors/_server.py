@@ -22,10 +22,14 @@ from gorums_mw._errors import InvalidAddressError
 from gorums_mw._peer import bind_peer
 from gorums_mw._registrar import Cleanup, PeerRegistrar
 from gorums_mw._stream._endpoint import running_loop
-from gorums_mw._wire import NODE_STREAM_PATH
+from gorums_mw._wire import BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH
 
 NODE_STREAM_METHOD: Final = NODE_STREAM_PATH
 """The grpc path of the NodeStream RPC, registered by default."""
+
+STREAM_METHODS: Final = (NODE_STREAM_PATH, BATCHED_NODE_STREAM_PATH)
+"""The streaming methods whose callers are registered by default: NodeStream
+and its batched form."""
 
 _NOT_INTERCEPTED: Final = object()
 _claim: contextvars.ContextVar[Claim | InvalidAddressError | object | None] = (
@@ -64,7 +68,7 @@ class PeerIdentityInterceptor(_ServerInterceptor):
     """
 
     def __init__(
-        self, registrar: PeerRegistrar, *, register_methods: Iterable[str] = (NODE_STREAM_METHOD,)
+        self, registrar: PeerRegistrar, *, register_methods: Iterable[str] = STREAM_METHODS
     ) -> None:
         """Create the interceptor.
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 import grpc
@@ -30,6 +30,7 @@ from gorums_mw._limits import (
 )
 from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
+from gorums_mw._stream._framing import Framing
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._stream._replies import Replies, StreamCall
 from gorums_mw._stream._send_queue import QueueClosed, SendQueue
@@ -50,8 +51,6 @@ Go Gorums knows one-way methods by their type and ignores the entry."""
 
 _log = logging.getLogger("gorums_mw")
 
-ReadFn = Callable[[], Awaitable[object]]
-WriteFn = Callable[[Message], Awaitable[None]]
 Entries = Sequence[tuple[str, str]]
 
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -265,20 +264,19 @@ class StreamEndpoint:
             f" {self._limits.max_message} bytes (Limits.max_message)"
         )
 
-    async def run(self, read: ReadFn, write: WriteFn) -> None:
+    async def run(self, framing: Framing) -> None:
         """Carry the stream until it ends or ``close()`` is called.
 
         Args:
-            read: returns the next message, or anything else at the end
-                (``grpc.aio.EOF``).
-            write: sends one message.
+            framing: reads and writes the stream's gRPC messages (one
+                NodeStream message each, or a batch each).
         """
         if self._closed:
             return
         self._loop = asyncio.get_running_loop()
         tasks = [
-            asyncio.create_task(self._read_loop(read)),
-            asyncio.create_task(self._write_loop(write)),
+            asyncio.create_task(self._read_loop(framing)),
+            asyncio.create_task(self._write_loop(framing)),
         ]
         self._tasks = tasks
         try:
@@ -337,13 +335,12 @@ class StreamEndpoint:
             elif not reply.done():
                 reply.set_exception(self._unavailable())
 
-    async def _read_loop(self, read: ReadFn) -> None:
+    async def _read_loop(self, framing: Framing) -> None:
+        receive = self._receive
         try:
-            while True:
-                message = await read()
-                if not isinstance(message, Message):
-                    return
-                self._receive(message)
+            while (messages := await framing.read()) is not None:
+                for message in messages:
+                    receive(message)
         except (aio.AioRpcError, aio.UsageError, grpc.RpcError) as exc:
             _log.debug("stream with peer %s ended: %s", self.peer.id, exc)
 
@@ -410,10 +407,11 @@ class StreamEndpoint:
         self._queue.push(reply, size + QUEUED_OVERHEAD)
         return self._budget.used <= self._limits.stream_buffer
 
-    async def _write_loop(self, write: WriteFn) -> None:
+    async def _write_loop(self, framing: Framing) -> None:
+        queue, batch, max_bytes = self._queue, framing.batch, self._limits.max_message
         try:
             while True:
-                await write(await self._queue.get())
+                await framing.write(await queue.get_batch(batch, max_bytes))
         except QueueClosed:
             pass
         except (aio.AioRpcError, aio.UsageError, grpc.RpcError) as exc:

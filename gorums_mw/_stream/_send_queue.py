@@ -73,16 +73,27 @@ class SendQueue(Generic[T]):
         self._budget.take(size)
         self._append(item, size)
 
-    async def get(self) -> T:
-        """Remove and return the oldest item, waiting while empty."""
-        while not self._items:
+    async def get_batch(self, count: int, max_bytes: int) -> list[T]:
+        """Remove and return the oldest items, waiting while empty.
+
+        Returns at least one item, and then as many more as are queued now,
+        up to ``count`` items and ``max_bytes`` (counted as given to the
+        queue; the first item is returned whatever its size).
+        """
+        items = self._items
+        while not items:
             if self._closed:
                 raise QueueClosed
             self._not_empty = asyncio.get_running_loop().create_future()
             await self._not_empty
-        item, size = self._items.popleft()
-        self._budget.release(size)
-        return item
+        item, total = items.popleft()
+        batch = [item]
+        while items and len(batch) < count and total + items[0][1] <= max_bytes:
+            item, size = items.popleft()
+            batch.append(item)
+            total += size
+        self._budget.release(total)
+        return batch
 
     def close(self) -> None:
         """Drop every item and waiter, return their bytes, wake the consumer."""

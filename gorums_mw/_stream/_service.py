@@ -1,4 +1,10 @@
-"""The NodeStream service on a grpc.aio server, backed by an InboundManager."""
+"""The NodeStream services on a grpc.aio server, backed by an InboundManager.
+
+Two RPCs carry the same protocol: ``/stream.Gorums/NodeStream`` (one
+message per gRPC message, as Go Gorums) and
+``/gorums_mw.Stream/BatchedNodeStream`` (a batch per gRPC message, between
+gorums-mw peers). Identity, registration and everything after are the same.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +14,78 @@ import grpc
 from grpc import aio
 
 from gorums_mw._peer import bind_peer
+from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import StreamEndpoint
-from gorums_mw._wire import NODE_STREAM_SERVICE
+from gorums_mw._stream._framing import BatchFraming, Framing, PlainFraming, same_bytes
+from gorums_mw._wire import BATCHED_NODE_STREAM_SERVICE, NODE_STREAM_SERVICE
 
 if TYPE_CHECKING:
     from gorums_mw._inbound_manager import InboundManager
 
+Context = aio.ServicerContext[Any, Any]
 
-def add_node_stream_service(manager: InboundManager, server: aio.Server) -> None:
+
+def add_node_stream_service(
+    manager: InboundManager, server: aio.Server, *, batching: bool = True
+) -> None:
     """Serve NodeStream on ``server``: peers that open it are registered with
     ``manager`` and their requests are answered by the manager's handlers.
 
     Attach ``PeerIdentityInterceptor(manager)`` to the server as well so
-    ordinary RPCs are identified too.
+    ordinary RPCs are identified too, and give the server
+    ``manager.limits.grpc_options()``.
+
+    Args:
+        manager: identifies and registers the peers.
+        server: the grpc.aio server to add the services to (before it starts).
+        batching: also serve ``BatchedNodeStream``, which gorums-mw dialers
+            try first; without it they fall back to NodeStream.
     """
 
-    async def node_stream(_: object, context: aio.ServicerContext[Message, Message]) -> None:
-        try:
-            cleanup = manager.handle_stream(context)
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            if isinstance(code, grpc.StatusCode):
-                await context.abort(code, str(exc))
-            raise
-        peer = manager.peer(context)
-        bind_peer(peer)
-        stream = manager.stream_of(context)
-        if not isinstance(stream, StreamEndpoint):  # an external caller: served, not registered
-            stream = manager.endpoint(peer)
-        try:
-            await context.send_initial_metadata(())
-            await stream.run(context.read, context.write)
-        finally:
-            if cleanup is not None:
-                cleanup()
+    async def node_stream(_: object, context: Context) -> None:
+        await _serve(manager, context, PlainFraming(context.read, context.write))
 
-    handler = grpc.stream_stream_rpc_method_handler(
+    async def batched_node_stream(_: object, context: Context) -> None:
+        await _serve(manager, context, BatchFraming(context.read, context.write))
+
+    plain = grpc.stream_stream_rpc_method_handler(
         node_stream,
         request_deserializer=Message.FromString,
         response_serializer=Message.SerializeToString,
     )
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {"NodeStream": handler}
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(NODE_STREAM_SERVICE, handlers),)
-    )
+    handlers = [grpc.method_handlers_generic_handler(NODE_STREAM_SERVICE, {"NodeStream": plain})]
+    if batching:
+        batched = grpc.stream_stream_rpc_method_handler(
+            batched_node_stream,
+            request_deserializer=Batch.FromString,
+            response_serializer=same_bytes,
+        )
+        handlers.append(
+            grpc.method_handlers_generic_handler(
+                BATCHED_NODE_STREAM_SERVICE, {"BatchedNodeStream": batched}
+            )
+        )
+    server.add_generic_rpc_handlers(handlers)
+
+
+async def _serve(manager: InboundManager, context: Context, framing: Framing) -> None:
+    """Identify and register the caller, then carry its stream until it ends."""
+    try:
+        cleanup = manager.handle_stream(context)
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        if isinstance(code, grpc.StatusCode):
+            await context.abort(code, str(exc))
+        raise
+    peer = manager.peer(context)
+    bind_peer(peer)
+    stream = manager.stream_of(context)
+    if not isinstance(stream, StreamEndpoint):  # an external caller: served, not registered
+        stream = manager.endpoint(peer)
+    try:
+        await context.send_initial_metadata(())
+        await stream.run(framing)
+    finally:
+        if cleanup is not None:
+            cleanup()

@@ -22,6 +22,7 @@ from gorums_mw import (
 from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import StreamEndpoint
+from gorums_mw._stream._framing import PlainFraming
 from gorums_mw._wire import NODE_STREAM_PATH
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
@@ -49,7 +50,7 @@ async def hold_stream(channel: aio.Channel, node_id: int, addr: str, until: asyn
         response_deserializer=Message.FromString,
     )(metadata=((GORUMS_ADDR_KEY, addr),))
     endpoint = StreamEndpoint(Peer(node_id, addr, addr), registry(), accepted=False)
-    running = asyncio.create_task(endpoint.run(call.read, call.write))
+    running = asyncio.create_task(endpoint.run(PlainFraming(call.read, call.write)))
     try:
         await until.wait()
     finally:

@@ -12,6 +12,7 @@ from gorums_mw import CallError
 from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import SERVER_ID_BIT, StreamEndpoint
+from gorums_mw._stream._framing import PlainFraming
 from gorums_mw._stream._registry import HandlerRegistry
 from tests import echo_pb2, echo_pb2_grpc
 
@@ -50,8 +51,8 @@ async def pair() -> AsyncIterator[Pair]:
         await to_client.put(message)
 
     tasks = [
-        asyncio.create_task(client.run(to_client.get, client_write)),
-        asyncio.create_task(server.run(to_server.get, server_write)),
+        asyncio.create_task(client.run(PlainFraming(to_client.get, client_write))),
+        asyncio.create_task(server.run(PlainFraming(to_server.get, server_write))),
     ]
     yield client, server, servicer
     client.close()

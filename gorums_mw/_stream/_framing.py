@@ -1,0 +1,116 @@
+"""How NodeStream messages go into gRPC messages: one each, or a batch each.
+
+The framing is chosen once per stream: ``PlainFraming`` for
+``/stream.Gorums/NodeStream`` (what Go Gorums speaks), ``BatchFraming`` for
+``/gorums_mw.Stream/BatchedNodeStream`` between gorums-mw peers. The
+stream's single writer drains its queue through it: a plain stream writes
+one message at a time; a batched one writes whatever is queued at that
+moment (up to ``MAX_BATCH`` messages and ``Limits.max_message`` bytes) as
+one gRPC message, with no timer: at one call in flight a batch holds one
+message, under load batches grow by themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, Protocol
+
+from gorums_mw._proto.batch_pb2 import Batch
+from gorums_mw._proto.stream_pb2 import Message
+
+MAX_BATCH: Final = 256
+"""The most messages one batch carries."""
+
+
+class Framing(Protocol):
+    """Reads and writes a stream's messages, one gRPC message at a time."""
+
+    @property
+    def batch(self) -> int:
+        """The most messages one write carries."""
+        ...
+
+    async def read(self) -> Sequence[Message] | None:
+        """The messages of the next gRPC message; None when the stream has ended."""
+        ...
+
+    async def write(self, messages: Sequence[Message]) -> None:
+        """Send ``messages`` (at most ``batch`` of them) as one gRPC message."""
+        ...
+
+
+class PlainFraming:
+    """One NodeStream message per gRPC message (``stream.Message`` on the wire)."""
+
+    __slots__ = ("_read", "_write")
+
+    batch = 1
+
+    def __init__(
+        self, read: Callable[[], Awaitable[object]], write: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        self._read = read
+        self._write = write
+
+    async def read(self) -> Sequence[Message] | None:
+        """The next message, or None at the end (``grpc.aio.EOF``)."""
+        message = await self._read()
+        return (message,) if isinstance(message, Message) else None
+
+    async def write(self, messages: Sequence[Message]) -> None:
+        """Send the one message."""
+        await self._write(messages[0])
+
+
+class BatchFraming:
+    """Several NodeStream messages per gRPC message (``gorums_mw.Batch`` on the wire).
+
+    Writes are encoded here, by concatenating each message's serialization
+    as field 1 of a ``Batch`` (what protobuf would write, without copying
+    the messages into a new ``Batch`` first): the call's request or response
+    serializer passes bytes through.
+    """
+
+    __slots__ = ("_read", "_write")
+
+    batch = MAX_BATCH
+
+    def __init__(
+        self, read: Callable[[], Awaitable[object]], write: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        self._read = read
+        self._write = write
+
+    async def read(self) -> Sequence[Message] | None:
+        """The messages of the next batch, or None at the end."""
+        batch = await self._read()
+        return batch.messages if isinstance(batch, Batch) else None
+
+    async def write(self, messages: Sequence[Message]) -> None:
+        """Send ``messages`` as one batch."""
+        await self._write(encode_batch(messages))
+
+
+def encode_batch(messages: Sequence[Message]) -> bytes:
+    """The serialized ``Batch`` of ``messages``."""
+    parts = []
+    for message in messages:
+        data = message.SerializeToString()
+        parts.append(b"\x0a")  # field 1, length-delimited
+        parts.append(_varint(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def same_bytes(data: bytes) -> bytes:
+    """The serializer of an already encoded batch."""
+    return data
