@@ -2,8 +2,11 @@
 
 This table is the one place that says which string-API method a generated
 method calls and which keyword arguments it forwards unchanged. A keyword
-the string API gains (``metadata=``, ``interceptors=``) is one line here:
-add it to ``EVERY_CALL`` (or to one call's tuple) and regenerate.
+the string API gains is one line here, then ``scripts/gen-protos``:
+``metadata=`` on every call is ``EVERY_CALL = (METADATA,)``, and
+``interceptors=`` on the configuration calls is
+``ON_CONFIGURATION = (INTERCEPTORS,)``. A test compares this table with the
+string API's signatures, so a keyword added there and not here fails it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ class Keyword:
 
     Attributes:
         name: the parameter, the same in the generated method and the string API.
-        annotation: its type in the stub; ``{request}`` and ``{reply}`` stand
-            for the method's message types (e.g. ``Interceptor[{request}, {reply}]``).
+        annotation: its type in the stub, written with the stub's imports
+            (``_abc`` is ``collections.abc``, ``_typing``, ``_gorums_mw``);
+            ``{request}`` and ``{reply}`` stand for the method's message
+            types (``typing.Any`` as the reply of a one-way call).
         default: its default, as Python source.
     """
 
@@ -37,9 +42,15 @@ class Keyword:
 
 TIMEOUT: Final = Keyword("timeout", "float | None", "None")
 IGNORE_ERRORS: Final = Keyword("ignore_errors", "bool", "False")
+METADATA: Final = Keyword("metadata", "_abc.Sequence[tuple[str, str]]", "()")
+INTERCEPTORS: Final = Keyword(
+    "interceptors", "_abc.Sequence[_gorums_mw.QuorumInterceptor[{request}, {reply}]]", "()"
+)
 
 EVERY_CALL: Final[tuple[Keyword, ...]] = ()
-"""Keywords every call type forwards (``metadata=`` and ``interceptors=`` go here)."""
+"""Keywords every call type forwards (``METADATA`` once the string API takes it)."""
+ON_CONFIGURATION: Final[tuple[Keyword, ...]] = ()
+"""Keywords the calls on a configuration forward (``INTERCEPTORS`` once it takes them)."""
 
 
 class CallType(enum.Enum):
@@ -70,10 +81,10 @@ REPLIES_API: Final = "replies"
 """The ``Configuration`` method behind the per-node replies of a quorum call."""
 
 FORWARDED: Final[Mapping[str, tuple[Keyword, ...]]] = {
-    "quorum_call": (TIMEOUT, *EVERY_CALL),  # and quorum= / quorum_function= (overloads)
-    "replies": (TIMEOUT, IGNORE_ERRORS, *EVERY_CALL),
-    "correctable": (TIMEOUT, *EVERY_CALL),  # and quorum_function= (overloads)
-    "multicast": (*EVERY_CALL,),
+    "quorum_call": (TIMEOUT, *EVERY_CALL, *ON_CONFIGURATION),  # and quorum=, quorum_function=
+    "replies": (TIMEOUT, IGNORE_ERRORS, *EVERY_CALL, *ON_CONFIGURATION),
+    "correctable": (TIMEOUT, *EVERY_CALL, *ON_CONFIGURATION),  # and quorum_function=
+    "multicast": (*EVERY_CALL, *ON_CONFIGURATION),
     "rpc": (TIMEOUT, *EVERY_CALL),
     "unicast": (*EVERY_CALL,),
 }

@@ -286,7 +286,7 @@ def _pyi_class_head(service: Service, suffix: str, member: str, kind: str) -> li
 
 def _pyi_method(method: Method, names: _Names, api: str, call: CallType | None) -> list[str]:
     request = names.type(method.request)
-    reply = names.type(method.reply) if _uses_reply(method) else "_typing.Never"
+    reply = names.type(method.reply) if _uses_reply(method) else "_typing.Any"
     forwarded = [k.parameter(request, reply) for k in FORWARDED[api]]
     doc = _docstring(_method_doc(method, call), 2)
     if api == "quorum_call":
