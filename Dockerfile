@@ -21,9 +21,12 @@ COPY gorums_mw/ /src/gorums_mw/
 COPY interceptors/ /src/interceptors/
 RUN pip install /src && rm -rf /src
 
-# The example runs from the source tree: python -m examples.storage.
+# The example runs from the source tree: python -m examples.storage. Its
+# storage_pb2 imports the top-level gorums_pb2 (storage.proto imports
+# gorums.proto), generated beside examples/ as protoc writes it for any user.
 WORKDIR /app
 COPY examples/ /app/examples/
+COPY gorums_pb2.py /app/
 
 USER 10001:10001
 EXPOSE 9001

@@ -22,19 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+import gorums_pb2 as gorums__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65xamples/reverse.proto\x12\x07reverse\"!\n\rReportRequest\x12\x10\n\x08question\x18\x01 \x01(\t\")\n\x0bReportReply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04load\x18\x02 \x01(\x05\x32?\n\x05\x41gent\x12\x36\n\x06Report\x12\x16.reverse.ReportRequest\x1a\x14.reverse.ReportReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65xamples/reverse.proto\x12\x07reverse\x1a\x0cgorums.proto\"!\n\rReportRequest\x12\x10\n\x08question\x18\x01 \x01(\t\")\n\x0bReportReply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04load\x18\x02 \x01(\x05\x32\x45\n\x05\x41gent\x12<\n\x06Report\x12\x16.reverse.ReportRequest\x1a\x14.reverse.ReportReply\"\x04\xa0\xb5\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'examples.reverse_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPORTREQUEST']._serialized_start=35
-  _globals['_REPORTREQUEST']._serialized_end=68
-  _globals['_REPORTREPLY']._serialized_start=70
-  _globals['_REPORTREPLY']._serialized_end=111
-  _globals['_AGENT']._serialized_start=113
-  _globals['_AGENT']._serialized_end=176
+  _globals['_AGENT'].methods_by_name['Report']._loaded_options = None
+  _globals['_AGENT'].methods_by_name['Report']._serialized_options = b'\240\265\030\001'
+  _globals['_REPORTREQUEST']._serialized_start=49
+  _globals['_REPORTREQUEST']._serialized_end=82
+  _globals['_REPORTREPLY']._serialized_start=84
+  _globals['_REPORTREPLY']._serialized_end=125
+  _globals['_AGENT']._serialized_start=127
+  _globals['_AGENT']._serialized_end=196
 # @@protoc_insertion_point(module_scope)

@@ -46,6 +46,7 @@ class AgentServicer:
 
     def Report(self, request, context):
         """Report answers the server's question with this client's name and load.
+        The server asks a quorum of its client peers.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

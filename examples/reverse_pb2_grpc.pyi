@@ -35,13 +35,17 @@ class AgentStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AgentAsyncStub: ...
     Report: _grpc.UnaryUnaryMultiCallable[_reverse_pb2.ReportRequest, _reverse_pb2.ReportReply]
-    """Report answers the server's question with this client's name and load."""
+    """Report answers the server's question with this client's name and load.
+    The server asks a quorum of its client peers.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Report: _aio.UnaryUnaryMultiCallable[_reverse_pb2.ReportRequest, _reverse_pb2.ReportReply]  # type: ignore[assignment]
-    """Report answers the server's question with this client's name and load."""
+    """Report answers the server's question with this client's name and load.
+    The server asks a quorum of its client peers.
+    """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -50,6 +54,8 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         request: _reverse_pb2.ReportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_reverse_pb2.ReportReply, _abc.Awaitable[_reverse_pb2.ReportReply]]:
-        """Report answers the server's question with this client's name and load."""
+        """Report answers the server's question with this client's name and load.
+        The server asks a quorum of its client peers.
+        """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

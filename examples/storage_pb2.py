@@ -22,23 +22,28 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+import gorums_pb2 as gorums__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65xamples/storage.proto\x12\x07storage\"\x1a\n\x0bReadRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"*\n\x0cWriteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"F\n\x05Value\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x11\n\ttimestamp\x18\x03 \x01(\x04\x12\x0e\n\x06writer\x18\x04 \x01(\r\"\x1c\n\nWriteReply\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x32\xcf\x01\n\x07Storage\x12,\n\x04Read\x12\x14.storage.ReadRequest\x1a\x0e.storage.Value\x12,\n\x05Write\x12\x0e.storage.Value\x1a\x13.storage.WriteReply\x12\x32\n\nReadQuorum\x12\x14.storage.ReadRequest\x1a\x0e.storage.Value\x12\x34\n\x0bWriteQuorum\x12\x15.storage.WriteRequest\x1a\x0e.storage.Valueb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65xamples/storage.proto\x12\x07storage\x1a\x0cgorums.proto\"\x1a\n\x0bReadRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"*\n\x0cWriteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"F\n\x05Value\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x11\n\ttimestamp\x18\x03 \x01(\x04\x12\x0e\n\x06writer\x18\x04 \x01(\r\"\x1c\n\nWriteReply\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x32\xdb\x01\n\x07Storage\x12\x32\n\x04Read\x12\x14.storage.ReadRequest\x1a\x0e.storage.Value\"\x04\xa0\xb5\x18\x01\x12\x32\n\x05Write\x12\x0e.storage.Value\x1a\x13.storage.WriteReply\"\x04\xa0\xb5\x18\x01\x12\x32\n\nReadQuorum\x12\x14.storage.ReadRequest\x1a\x0e.storage.Value\x12\x34\n\x0bWriteQuorum\x12\x15.storage.WriteRequest\x1a\x0e.storage.Valueb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'examples.storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_READREQUEST']._serialized_start=35
-  _globals['_READREQUEST']._serialized_end=61
-  _globals['_WRITEREQUEST']._serialized_start=63
-  _globals['_WRITEREQUEST']._serialized_end=105
-  _globals['_VALUE']._serialized_start=107
-  _globals['_VALUE']._serialized_end=177
-  _globals['_WRITEREPLY']._serialized_start=179
-  _globals['_WRITEREPLY']._serialized_end=207
-  _globals['_STORAGE']._serialized_start=210
-  _globals['_STORAGE']._serialized_end=417
+  _globals['_STORAGE'].methods_by_name['Read']._loaded_options = None
+  _globals['_STORAGE'].methods_by_name['Read']._serialized_options = b'\240\265\030\001'
+  _globals['_STORAGE'].methods_by_name['Write']._loaded_options = None
+  _globals['_STORAGE'].methods_by_name['Write']._serialized_options = b'\240\265\030\001'
+  _globals['_READREQUEST']._serialized_start=49
+  _globals['_READREQUEST']._serialized_end=75
+  _globals['_WRITEREQUEST']._serialized_start=77
+  _globals['_WRITEREQUEST']._serialized_end=119
+  _globals['_VALUE']._serialized_start=121
+  _globals['_VALUE']._serialized_end=191
+  _globals['_WRITEREPLY']._serialized_start=193
+  _globals['_WRITEREPLY']._serialized_end=221
+  _globals['_STORAGE']._serialized_start=224
+  _globals['_STORAGE']._serialized_end=443
 # @@protoc_insertion_point(module_scope)

@@ -77,7 +77,8 @@ class StorageServicer:
     def ReadQuorum(self, request, context):
         """ReadQuorum is for clients: the replica that receives it reads a quorum
         of its live configuration, writes the newest value back when the
-        replicas disagree, and returns it.
+        replicas disagree, and returns it. Clients call it over plain gRPC, or
+        over NodeStream as an RPC (no gorums option).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,7 +44,8 @@ class StorageStub:
     ReadQuorum: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ReadRequest, _storage_pb2.Value]
     """ReadQuorum is for clients: the replica that receives it reads a quorum
     of its live configuration, writes the newest value back when the
-    replicas disagree, and returns it.
+    replicas disagree, and returns it. Clients call it over plain gRPC, or
+    over NodeStream as an RPC (no gorums option).
     """
     WriteQuorum: _grpc.UnaryUnaryMultiCallable[_storage_pb2.WriteRequest, _storage_pb2.Value]
     """WriteQuorum is for clients: the replica that receives it picks a
@@ -64,7 +65,8 @@ class StorageAsyncStub(StorageStub):
     ReadQuorum: _aio.UnaryUnaryMultiCallable[_storage_pb2.ReadRequest, _storage_pb2.Value]  # type: ignore[assignment]
     """ReadQuorum is for clients: the replica that receives it reads a quorum
     of its live configuration, writes the newest value back when the
-    replicas disagree, and returns it.
+    replicas disagree, and returns it. Clients call it over plain gRPC, or
+    over NodeStream as an RPC (no gorums option).
     """
     WriteQuorum: _aio.UnaryUnaryMultiCallable[_storage_pb2.WriteRequest, _storage_pb2.Value]  # type: ignore[assignment]
     """WriteQuorum is for clients: the replica that receives it picks a
@@ -99,7 +101,8 @@ class StorageServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_storage_pb2.Value, _abc.Awaitable[_storage_pb2.Value]]:
         """ReadQuorum is for clients: the replica that receives it reads a quorum
         of its live configuration, writes the newest value back when the
-        replicas disagree, and returns it.
+        replicas disagree, and returns it. Clients call it over plain gRPC, or
+        over NodeStream as an RPC (no gorums option).
         """
 
     @_abc_1.abstractmethod

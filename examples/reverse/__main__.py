@@ -5,7 +5,9 @@ The server listens on a public address: an ordinary grpc.aio server with
 ``InboundManager``. Each client dials it with ``client_peer=True`` and
 serves its own ``reverse.Agent`` servicer over the stream it opened; the
 clients listen on nothing. Once they are connected, the server runs a
-quorum call over ``manager.client_config()`` and prints the replies.
+quorum call over ``manager.client_config()`` and prints the replies: the
+typed ``Report`` quorum call generated from ``reverse.proto``
+(``examples/reverse_gorums.py``).
 
 Run it::
 
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 from grpc import aio
 
 from examples import reverse_pb2, reverse_pb2_grpc
+from examples.reverse_gorums import AgentConfiguration
 from gorums_mw import (
     HandlerRegistry,
     InboundManager,
@@ -37,7 +40,6 @@ from gorums_mw import (
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 
-REPORT = "reverse.Agent.Report"
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 
 
@@ -81,14 +83,10 @@ async def run(count: int) -> int:
         config = await manager.wait_for_clients(lambda c: len(c) == count, timeout=10)
         print(f"server: {len(config)} client peers connected, IDs {list(config.ids)}", flush=True)
         quorum = count // 2 + 1
-        replies = await config.quorum_call(
-            REPORT,
-            reverse_pb2.ReportRequest(question="what is your load?"),
-            reverse_pb2.ReportReply,
-            quorum=quorum,
-            timeout=5,
-        )
-        print(f"server: quorum call {REPORT} got {len(replies)} of {count} replies:")
+        agents = AgentConfiguration(config)
+        question = reverse_pb2.ReportRequest(question="what is your load?")
+        replies = await agents.Report(question, quorum=quorum, timeout=5)
+        print(f"server: quorum call Agent.Report got {len(replies)} of {count} replies:")
         for node_id, reply in sorted(replies.items()):
             print(f"  client {node_id}: {reply.name} load={reply.load}")
         print(f"server: total load of the quorum: {sum(r.load for r in replies.values())}")

@@ -3,29 +3,29 @@
 ``Read`` and ``Write`` act on this replica's store; replicas call them on a
 quorum of each other. ``ReadQuorum`` and ``WriteQuorum`` are what clients
 call: the replica that receives one runs the ABD protocol as nested quorum
-calls over its live configuration (``system.config()``).
+calls over its live configuration (``system.config()``), made with the
+typed calls protoc-gen-gorums generated from ``storage.proto``
+(``examples/storage_gorums.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import Message
 from grpc import aio
 
 from examples import storage_pb2, storage_pb2_grpc
-from gorums_mw import Configuration, QuorumCallError, System
-
-READ = "storage.Storage.Read"
-WRITE = "storage.Storage.Write"
+from examples.storage_gorums import StorageConfiguration
+from gorums_mw import QuorumCallError, System
 
 Value = storage_pb2.Value
 ReadRequest = storage_pb2.ReadRequest
 WriteRequest = storage_pb2.WriteRequest
 WriteReply = storage_pb2.WriteReply
 
-R = TypeVar("R", bound=Message)
+R = TypeVar("R")
 Context = aio.ServicerContext[Any, Any]
 """A grpc.aio servicer context, or gorums-mw's stand-in for calls over NodeStream."""
 
@@ -91,27 +91,34 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
 
     async def ReadQuorum(self, request: ReadRequest, context: Context) -> Value:
         """Read a quorum; write the newest value back if they disagree; return it."""
-        config = await self._config(context)
-        replies = await self._call(context, config, READ, request, Value)
+        storage = await self._storage(context)
+        replies = await self._quorum(
+            context, storage.Read(request, quorum=self.quorum, timeout=self.timeout)
+        )
         newest = max(replies.values(), key=stamp)
         if any(stamp(reply) != stamp(newest) for reply in replies.values()):
-            await self._call(context, config, WRITE, newest, WriteReply)
+            await self._quorum(
+                context, storage.Write(newest, quorum=self.quorum, timeout=self.timeout)
+            )
             self.write_backs += 1
         return newest
 
     async def WriteQuorum(self, request: WriteRequest, context: Context) -> Value:
         """Pick a timestamp above any a quorum holds; write the value to a quorum."""
-        config = await self._config(context)
-        replies = await self._call(context, config, READ, ReadRequest(key=request.key), Value)
+        storage = await self._storage(context)
+        replies = await self._quorum(
+            context,
+            storage.Read(ReadRequest(key=request.key), quorum=self.quorum, timeout=self.timeout),
+        )
         latest = max(reply.timestamp for reply in replies.values())
         value = Value(
             key=request.key, value=request.value, timestamp=latest + 1, writer=self.system.id
         )
-        await self._call(context, config, WRITE, value, WriteReply)
+        await self._quorum(context, storage.Write(value, quorum=self.quorum, timeout=self.timeout))
         return value
 
-    async def _config(self, context: Context) -> Configuration:
-        """The live configuration, or abort with ``UNAVAILABLE`` if it is short of a quorum."""
+    async def _storage(self, context: Context) -> StorageConfiguration:
+        """The live configuration's calls; abort with ``UNAVAILABLE`` if it lacks a quorum."""
         config = self.system.config()
         if len(config) < self.quorum:
             await context.abort(
@@ -119,20 +126,11 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
                 f"replica {self.system.id} sees only {list(config.ids)}, "
                 f"short of a quorum of {self.quorum}",
             )
-        return config
+        return StorageConfiguration(config)
 
-    async def _call(
-        self,
-        context: Context,
-        config: Configuration,
-        method: str,
-        request: Message,
-        reply: type[R],
-    ) -> dict[int, R]:
-        """A quorum call; its failure aborts this call with ``UNAVAILABLE``."""
+    async def _quorum(self, context: Context, call: Awaitable[R]) -> R:
+        """The result of a quorum call; its failure aborts this call with ``UNAVAILABLE``."""
         try:
-            return await config.quorum_call(
-                method, request, reply, quorum=self.quorum, timeout=self.timeout
-            )
+            return await call
         except QuorumCallError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))

@@ -26,10 +26,9 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # before grpc loads: no transp
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
-from google.protobuf.message import Message
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -40,11 +39,9 @@ from opentelemetry.sdk.trace.export import (
 
 from examples import storage_pb2, storage_pb2_grpc
 from examples.storage.replica import StorageReplica, Store
-from gorums_mw import CallError, Node, System
+from examples.storage_gorums import StorageNode
+from gorums_mw import CallError, System
 from gorums_mw.testing import LocalReplicas
-
-WRITE_QUORUM = "storage.Storage.WriteQuorum"
-READ_QUORUM = "storage.Storage.ReadQuorum"
 
 
 def one_line(span: ReadableSpan) -> str:
@@ -77,8 +74,8 @@ def setup(system: System) -> None:
     system.add_servicer(storage_pb2_grpc.add_StorageServicer_to_server, replica)
 
 
-async def call(node: Node, method: str, request: Message) -> storage_pb2.Value:
-    """``node.rpc``, retried on ``UNAVAILABLE``.
+async def call(rpc: Callable[[], Awaitable[storage_pb2.Value]]) -> storage_pb2.Value:
+    """The reply of ``rpc()``, which is tried again on ``UNAVAILABLE``.
 
     Just after start-up two replicas may still be settling which of their
     two streams to keep; a call on the one being closed fails with
@@ -86,7 +83,7 @@ async def call(node: Node, method: str, request: Message) -> storage_pb2.Value:
     """
     for attempt in range(3):
         try:
-            return await node.rpc(method, request, storage_pb2.Value, timeout=5)
+            return await rpc()
         except CallError as exc:
             if exc.code != grpc.StatusCode.UNAVAILABLE or attempt == 2:
                 raise
@@ -99,12 +96,13 @@ async def run(provider: TracerProvider) -> int:
     async with LocalReplicas(3, setup, tracer_provider=provider) as replicas:
         await replicas.wait_full()
         print("-- 3 replicas connected; client.write and client.read through replica 2 --")
-        coordinator = replicas[1].config().node(2)
+        coordinator = StorageNode(replicas[1].config().node(2))
         with tracer.start_as_current_span("client.write"):
             write = storage_pb2.WriteRequest(key="greeting", value="hello")
-            await call(coordinator, WRITE_QUORUM, write)
+            await call(lambda: coordinator.WriteQuorum(write, timeout=5))
         with tracer.start_as_current_span("client.read"):
-            value = await call(coordinator, READ_QUORUM, storage_pb2.ReadRequest(key="greeting"))
+            read = storage_pb2.ReadRequest(key="greeting")
+            value = await call(lambda: coordinator.ReadQuorum(read, timeout=5))
         print(f"-- read {value.value!r}; stopping replica 3 --")
         await replicas.stop(3)
         await replicas[1].wait_for_config(lambda c: c.ids == (1, 2), timeout=5)

@@ -167,7 +167,7 @@ def test_reverse_calls_back_to_clients() -> None:
     assert result.returncode == 0, out + result.stderr
     assert re.search(r"server: listening on 127\.0\.0\.1:\d+", out)
     assert "server: 3 client peers connected, IDs [4294967296, 4294967297, 4294967298]" in out
-    assert "server: quorum call reverse.Agent.Report got 2 of 3 replies:" in out
+    assert "server: quorum call Agent.Report got 2 of 3 replies:" in out
     answered = re.findall(
         r"client (alpha|bravo|charlie): the server asks 'what is your load\?'", out
     )
