@@ -93,6 +93,7 @@ METRIC_RECONNECTS: Final = "gorums.reconnects"
 METRIC_CALL_DURATION: Final = "gorums.call.duration"
 METRIC_NODE_LATENCY: Final = "gorums.node.latency"
 METRIC_QUORUM_REPLIES: Final = "gorums.quorum_call.replies"
+METRIC_BATCH_SIZE: Final = "gorums.stream.batch_size"
 
 Observe = Callable[[], Iterable[tuple[str, int | float, dict[str, AttributeValue]]]]
 """Reports gauge readings: ``(metric name, value, attributes)``."""
@@ -109,6 +110,7 @@ class Telemetry:
 
     __slots__ = (
         "__weakref__",
+        "batch_size",
         "call_duration",
         "node_id",
         "node_latency",
@@ -150,6 +152,9 @@ class Telemetry:
         )
         self.quorum_replies = meter.create_histogram(
             METRIC_QUORUM_REPLIES, "{reply}", "Replies a quorum call had when it was decided"
+        )
+        self.batch_size = meter.create_histogram(
+            METRIC_BATCH_SIZE, "{message}", "Messages per write on a BatchedNodeStream"
         )
         self.watchers = _gauges(meter)
 

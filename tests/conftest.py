@@ -10,12 +10,15 @@ import asyncio
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from grpc import aio
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gorums_mw import OutboundManager, System
 
 
 @dataclass
@@ -30,6 +33,28 @@ class Spans:
 
     def names(self) -> list[str]:
         return [span.name for span in self.exporter.get_finished_spans()]
+
+
+@pytest.fixture(params=[True, False], ids=["batched", "plain"])
+def both_framings(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[bool]:
+    """Run a test on both wire forms: BatchedNodeStream and plain NodeStream.
+
+    A module marks its tests ``pytest.mark.usefixtures("both_framings")``:
+    every ``System`` and ``OutboundManager`` they make then dials (and
+    serves) the form of the current parameter, so the same tests prove both.
+    """
+    batching: bool = request.param
+    for cls in (System, OutboundManager):
+        original = cls.__init__
+
+        def init(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> None:
+            kwargs.setdefault("batching", batching)
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", init)
+    yield batching
 
 
 @pytest.fixture

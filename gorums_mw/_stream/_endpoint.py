@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Final
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from gorums_mw._errors import CallError
@@ -112,6 +113,8 @@ class StreamEndpoint:
         "_tasks",
         "_telemetry",
         "_trace_requests",
+        "batched",
+        "failure",
         "peer",
     )
 
@@ -143,6 +146,10 @@ class StreamEndpoint:
         self._ended: asyncio.Event | None = None
         self._activity: asyncio.Event | None = None
         self._loop = running_loop()
+        self.batched = False
+        """Whether the stream carries batches (BatchedNodeStream), set once it runs."""
+        self.failure: CallError | None = None
+        """Why the peer's side ended the stream, if it sent something malformed."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -274,6 +281,7 @@ class StreamEndpoint:
         if self._closed:
             return
         self._loop = asyncio.get_running_loop()
+        self.batched = framing.batch > 1
         tasks = [
             asyncio.create_task(self._read_loop(framing)),
             asyncio.create_task(self._write_loop(framing)),
@@ -341,6 +349,12 @@ class StreamEndpoint:
             while (messages := await framing.read()) is not None:
                 for message in messages:
                     receive(message)
+        except DecodeError as exc:
+            self.failure = CallError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"malformed NodeStream message: {exc}",
+                self.peer.id,
+            )
         except (aio.AioRpcError, aio.UsageError, grpc.RpcError) as exc:
             _log.debug("stream with peer %s ended: %s", self.peer.id, exc)
 
@@ -409,9 +423,13 @@ class StreamEndpoint:
 
     async def _write_loop(self, framing: Framing) -> None:
         queue, batch, max_bytes = self._queue, framing.batch, self._limits.max_message
+        sizes = self._telemetry.batch_size if self._telemetry is not None and batch > 1 else None
         try:
             while True:
-                await framing.write(await queue.get_batch(batch, max_bytes))
+                messages = await queue.get_batch(batch, max_bytes)
+                if sizes is not None:
+                    sizes.record(len(messages))
+                await framing.write(messages)
         except QueueClosed:
             pass
         except (aio.AioRpcError, aio.UsageError, grpc.RpcError) as exc:

@@ -89,3 +89,5 @@ async def _serve(manager: InboundManager, context: Context, framing: Framing) ->
     finally:
         if cleanup is not None:
             cleanup()
+    if stream.failure is not None:  # the peer sent bytes that are not a message: end that stream
+        await context.abort(stream.failure.code, stream.failure.details)

@@ -30,6 +30,8 @@ from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import eventually
 from tests.reliability.replica_proc import Echo
 
+pytestmark = pytest.mark.usefixtures("both_framings")
+
 CHURNERS = int(os.environ.get("GORUMS_CHURNERS", "200"))
 CHURN_SECONDS = float(os.environ.get("GORUMS_CHURN_SECONDS", "3"))
 STABLE = 5

@@ -11,6 +11,8 @@ import pytest
 from gorums_mw.testing import LocalReplicas
 from tests.stream.test_system import Echo, assert_one_stream_per_pair, setup_echo
 
+pytestmark = pytest.mark.usefixtures("both_framings")
+
 RUNS = int(os.environ.get("GORUMS_RACE_RUNS", "8"))
 
 

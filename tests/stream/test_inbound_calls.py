@@ -22,6 +22,8 @@ from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc
 
+pytestmark = pytest.mark.usefixtures("both_framings")
+
 SAY = "echo.Echo.Say"
 Request = echo_pb2.EchoRequest
 Reply = echo_pb2.EchoReply

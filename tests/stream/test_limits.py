@@ -15,6 +15,8 @@ from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw.testing import LocalReplicas
 from tests import echo_pb2, echo_pb2_grpc
 
+pytestmark = pytest.mark.usefixtures("both_framings")
+
 SAY = "echo.Echo.Say"
 LIMIT = 64 * 1024
 LIMITS = Limits(max_message=LIMIT, stream_buffer=1024 * 1024)

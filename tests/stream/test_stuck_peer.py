@@ -31,6 +31,8 @@ from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc
 
+pytestmark = pytest.mark.usefixtures("both_framings")
+
 SAY = "echo.Echo.Say"
 BIG = echo_pb2.EchoRequest(text="x" * 64 * 1024)
 LIMITS = Limits(max_message=256 * 1024, stream_buffer=512 * 1024)

@@ -16,6 +16,8 @@ from gorums_mw.testing import LocalReplicas
 from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import Spans
 
+pytestmark = pytest.mark.usefixtures("both_framings")
+
 SAY = "echo.Echo.Say"
 Request = echo_pb2.EchoRequest
 Reply = echo_pb2.EchoReply

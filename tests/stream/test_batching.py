@@ -1,0 +1,155 @@
+"""BatchedNodeStream: negotiated between gorums-mw peers, batches that grow under load."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from gorums_mw import (
+    GORUMS_ADDR_KEY,
+    InboundManager,
+    OutboundManager,
+    System,
+    add_node_stream_service,
+    with_nodes,
+)
+from gorums_mw._proto.batch_pb2 import Batch
+from gorums_mw._proto.stream_pb2 import Message
+from gorums_mw._stream._endpoint import StreamEndpoint
+from gorums_mw._stream._framing import encode_batch, same_bytes
+from gorums_mw._wire import BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH
+from gorums_mw.interceptors import PeerIdentityInterceptor
+from gorums_mw.testing import LocalReplicas, free_ports
+from tests import echo_pb2, echo_pb2_grpc
+from tests.conftest import eventually
+
+SAY = "echo.Echo.Say"
+
+
+class Echo(echo_pb2_grpc.EchoServicer):
+    async def Say(self, request: Any, context: Any) -> echo_pb2.EchoReply:
+        return echo_pb2.EchoReply(text=request.text)
+
+
+def setup(system: System) -> None:
+    system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
+
+
+class Paths(aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Records the path of every call a server receives."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
+    ) -> Any:
+        self.seen.append(details.method)
+        return await continuation(details)
+
+
+def endpoints(system: System) -> list[StreamEndpoint]:
+    return [n.channel for n in system.config() if isinstance(n.channel, StreamEndpoint)]
+
+
+async def test_gorums_peers_batch_and_batches_grow_under_load() -> None:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    async with LocalReplicas(3, setup, meter_provider=meters) as replicas:
+        await replicas.wait_full()
+        config = replicas[1].config()
+        assert all(endpoint.batched for endpoint in endpoints(replicas[1]))
+        request = echo_pb2.EchoRequest(text="x")
+        await config.quorum_call(SAY, request, echo_pb2.EchoReply, timeout=5)  # one in flight
+        calls = [
+            config.quorum_call(SAY, request, echo_pb2.EchoReply, timeout=10) for _ in range(200)
+        ]
+        await asyncio.gather(*calls)
+        data = reader.get_metrics_data()
+    meters.shutdown()
+    assert data is not None
+    sizes = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "gorums.stream.batch_size"
+        for point in metric.data.data_points
+    ]
+    assert min(point.min for point in sizes) == 1  # one call in flight: a batch of one
+    assert max(point.max for point in sizes) > 1  # 200 at once: batches grew by themselves
+
+
+async def test_a_dialer_falls_back_to_nodestream_and_remembers() -> None:
+    (port,) = free_ports(1)
+    address = f"127.0.0.1:{port}"
+    nodes = with_nodes({1: address})
+    dialer = OutboundManager(nodes)  # batching by default
+    await dialer.start()
+    node = dialer.config().node(1)
+    try:
+        for restart in range(2):  # the server restarts: the dialer reconnects
+            paths = Paths()
+            manager = InboundManager(1, nodes)
+            server = aio.server(interceptors=[paths, PeerIdentityInterceptor(manager)])
+            add_node_stream_service(manager, server, batching=False)  # like Go Gorums
+            server.add_insecure_port(address)
+            await server.start()
+            try:
+                await dialer.wait_connected(timeout=10)
+                assert isinstance(node.channel, StreamEndpoint) and not node.channel.batched
+            finally:
+                await server.stop(None)
+            await eventually(lambda: not node.connected, timeout=10)  # noticed it stopped
+            streams = [p for p in paths.seen if p in (NODE_STREAM_PATH, BATCHED_NODE_STREAM_PATH)]
+            if restart == 0:  # first contact: tried batched, UNIMPLEMENTED, fell back
+                assert streams[:2] == [BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH]
+            else:  # remembered for the address: straight to NodeStream
+                assert streams and BATCHED_NODE_STREAM_PATH not in streams
+    finally:
+        await dialer.stop()
+
+
+@pytest.mark.parametrize("path", [NODE_STREAM_PATH, BATCHED_NODE_STREAM_PATH])
+async def test_garbage_ends_that_stream_only_with_the_same_status(path: str) -> None:
+    async with LocalReplicas(1, setup) as replicas:
+        address = replicas[1].address
+        async with aio.insecure_channel(address) as channel:
+            raw = channel.stream_stream(path, request_serializer=same_bytes)()
+            await raw.write(
+                b"\x0a\xff\xff\xff\xff"
+            )  # a truncated field: neither a Message nor a Batch
+            with pytest.raises(aio.AioRpcError) as info:
+                async for _ in raw:
+                    pass
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "malformed NodeStream message" in (info.value.details() or "")
+            # Another stream on the same connection still works, in either form.
+            good = channel.stream_stream(path, request_serializer=same_bytes)(
+                metadata=((GORUMS_ADDR_KEY, "127.0.0.1:1"),)
+            )
+            request = Message(
+                message_seq_no=1,
+                method=SAY,
+                payload=echo_pb2.EchoRequest(text="ok").SerializeToString(),
+            )
+            data = (
+                encode_batch([request])
+                if path == BATCHED_NODE_STREAM_PATH
+                else request.SerializeToString()
+            )
+            await good.write(data)
+            reply = await asyncio.wait_for(good.read(), 5)
+            good.cancel()
+        if path == BATCHED_NODE_STREAM_PATH:
+            (message,) = Batch.FromString(reply).messages
+        else:
+            message = Message.FromString(reply)
+        assert echo_pb2.EchoReply.FromString(message.payload).text == "ok"
