@@ -16,10 +16,14 @@ The coordinator measures, for 3 and 5 replicas and 1 and 64 calls in flight:
 - ``plain``: one ``grpc.aio`` channel per replica; per call it starts one
   unary call per replica as tasks, takes replies with ``asyncio.as_completed``
   until a majority is in, and cancels the rest (what a user writes by hand);
-- ``outbound``: ``Configuration.quorum_call`` over NodeStreams the coordinator
-  dialed (``OutboundManager.config()``);
+- ``unbatched``: ``Configuration.quorum_call`` over plain NodeStreams the
+  coordinator dialed (``OutboundManager(batching=False)``);
+- ``batched``: the same over BatchedNodeStreams (``OutboundManager()``);
 - ``inbound``: ``Configuration.quorum_call`` over ``inbound_config()``: the
-  server calls back to the replicas over the streams they opened.
+  server calls back to the replicas over the (batched) streams they opened.
+
+The batched rows also give the mean batch size: NodeStream messages per
+gRPC message the coordinator wrote.
 
 Rounds alternate the variants in rotating order; throughput ratios are taken
 against ``plain`` in the same round (median over rounds), latencies pooled.
@@ -64,10 +68,12 @@ from gorums_mw import (
     Configuration,
     HandlerRegistry,
     InboundManager,
+    Node,
     OutboundManager,
     add_node_stream_service,
     with_nodes,
 )
+from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 
@@ -75,7 +81,7 @@ REPLICAS: Final = 5
 COORDINATOR: Final = 1
 SIZES: Final = (3, 5)
 CONCURRENCY: Final = (1, 64)
-VARIANTS: Final = ("plain", "outbound", "inbound")
+VARIANTS: Final = ("plain", "unbatched", "batched", "inbound")
 
 
 def _registry() -> HandlerRegistry:
@@ -202,20 +208,24 @@ async def drive(rounds: int, seconds: float) -> None:
             args = ["--serve-replica", str(node_id), "--nodes", json.dumps(nodes)]
             args += ["--plain-port", str(plain_ports[index])]
             children.append(spawn(f"replica {node_id}", "bench.quorum", *args))
-        dialer = OutboundManager(
-            with_nodes({nid: nodes[nid] for nid in replica_ids}), my_addr=nodes[COORDINATOR]
-        )
-        await dialer.start()
-        await dialer.wait_connected(timeout=30)
+        peers = with_nodes({nid: nodes[nid] for nid in replica_ids})
+        # Anonymous dialers (no my_addr): two streams claiming node 1 would replace
+        # each other at every replica, which registers one stream per peer.
+        dialer = OutboundManager(peers, batching=False)
+        batched = OutboundManager(peers, batching=True)
+        for each in (dialer, batched):
+            await each.start()
+            await each.wait_connected(timeout=30)
         await manager.wait_for_config(lambda c: len(c) == REPLICAS, timeout=30)
         channels = [aio.insecure_channel(f"127.0.0.1:{port}") for port in plain_ports]
         stubs = [say_stub(channel) for channel in channels]
         for stub in stubs:  # connect before measuring
             await stub(PAYLOAD)
         try:
-            results = await run_rounds(rounds, seconds, dialer, manager, stubs, children)
+            results = await run_rounds(rounds, seconds, dialer, batched, manager, stubs, children)
         finally:
             await dialer.stop()
+            await batched.stop()
             for channel in channels:
                 await channel.close(None)
     finally:
@@ -228,6 +238,7 @@ async def run_rounds(
     rounds: int,
     seconds: float,
     dialer: OutboundManager,
+    batched: OutboundManager,
     manager: InboundManager,
     stubs: Sequence[UnaryCall],
     children: Sequence[Child],
@@ -237,13 +248,19 @@ async def run_rounds(
 
     def calls(size: int) -> dict[str, Callable[[], Awaitable[object]]]:
         wanted = set(range(COORDINATOR + 1, COORDINATOR + 1 + size))
-        outbound = Configuration([n for n in dialer.config() if n.id in wanted])
+        unbatched = Configuration([n for n in dialer.config() if n.id in wanted])
+        batching = Configuration([n for n in batched.config() if n.id in wanted])
         inbound = Configuration([n for n in manager.inbound_config() if n.id in wanted])
-        assert len(outbound) == len(inbound) == size
+        assert len(unbatched) == len(batching) == len(inbound) == size
+        assert all(isinstance(n.channel, StreamEndpoint) and n.channel.batched for n in batching)
+        assert not any(
+            isinstance(n.channel, StreamEndpoint) and n.channel.batched for n in unbatched
+        )
         chosen = stubs[:size]
         return {
             "plain": lambda: plain_quorum(chosen, PAYLOAD),
-            "outbound": lambda: outbound.quorum_call(SAY_METHOD, PAYLOAD, Payload),
+            "unbatched": lambda: unbatched.quorum_call(SAY_METHOD, PAYLOAD, Payload),
+            "batched": lambda: batching.quorum_call(SAY_METHOD, PAYLOAD, Payload),
             "inbound": lambda: inbound.quorum_call(SAY_METHOD, PAYLOAD, Payload),
         }
 
@@ -257,6 +274,10 @@ async def run_rounds(
                     results.samples.setdefault((size, concurrency, variant), []).append(sample)
         print(f"round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
     return results
+
+
+def _batched(node: Node) -> bool:
+    return isinstance(node.channel, StreamEndpoint) and node.channel.batched
 
 
 def report(results: Results) -> None:

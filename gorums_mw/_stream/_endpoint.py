@@ -116,6 +116,8 @@ class StreamEndpoint:
         "batched",
         "failure",
         "peer",
+        "sent",
+        "writes",
     )
 
     def __init__(
@@ -150,6 +152,10 @@ class StreamEndpoint:
         """Whether the stream carries batches (BatchedNodeStream), set once it runs."""
         self.failure: CallError | None = None
         """Why the peer's side ended the stream, if it sent something malformed."""
+        self.writes = 0
+        """gRPC messages written so far."""
+        self.sent = 0
+        """NodeStream messages written so far (more than ``writes`` when batched)."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -427,6 +433,8 @@ class StreamEndpoint:
         try:
             while True:
                 messages = await queue.get_batch(batch, max_bytes)
+                self.writes += 1
+                self.sent += len(messages)
                 if sizes is not None:
                     sizes.record(len(messages))
                 await framing.write(messages)
