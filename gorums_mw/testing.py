@@ -106,8 +106,14 @@ class LocalReplicas:
         return sorted(self._systems)
 
     async def start(self, ids: Iterable[int] | None = None) -> None:
-        """Start replicas ``ids`` (default all), in the order given."""
+        """Start replicas ``ids`` (default all), in the order given.
+
+        Raises:
+            RuntimeError: one of them is already running.
+        """
         for node_id in self.nodes.nodes if ids is None else ids:
+            if node_id in self._systems:
+                raise RuntimeError(f"replica {node_id} is already running")
             system = System(
                 node_id,
                 self.nodes,

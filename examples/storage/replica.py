@@ -5,7 +5,9 @@ quorum of each other. ``ReadQuorum`` and ``WriteQuorum`` are what clients
 call: the replica that receives one runs the ABD protocol as nested quorum
 calls over its live configuration (``system.config()``), made with the
 typed calls protoc-gen-gorums generated from ``storage.proto``
-(``examples/storage_gorums.py``).
+(``examples/storage_gorums.py``). Writes go to a write configuration that
+drops the replicas that failed a write (``without_errors``) until they
+leave and come back (``|``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from grpc import aio
 
 from examples import storage_pb2, storage_pb2_grpc
 from examples.storage_gorums import StorageConfiguration
-from gorums_mw import QuorumCallError, System
+from gorums_mw import Configuration, QuorumCallError, System
 
 Value = storage_pb2.Value
 ReadRequest = storage_pb2.ReadRequest
@@ -80,6 +82,11 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
         self.quorum = len(system.manager.known_nodes) // 2 + 1
         self.write_backs = 0
         """Reads that found replicas disagreeing and wrote the newest value back."""
+        self._writes: Configuration | None = None
+        """Where writes go: the live configuration minus replicas that failed a write."""
+        self._dropped_from = self.system.config()
+        """The live configuration when replicas were dropped: those that leave it and
+        come back are written to again."""
 
     async def Read(self, request: ReadRequest, context: Context) -> Value:
         """This replica's copy of ``request.key``."""
@@ -97,9 +104,7 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
         )
         newest = max(replies.values(), key=stamp)
         if any(stamp(reply) != stamp(newest) for reply in replies.values()):
-            await self._quorum(
-                context, storage.Write(newest, quorum=self.quorum, timeout=self.timeout)
-            )
+            await self._write(context, newest)
             self.write_backs += 1
         return newest
 
@@ -114,7 +119,7 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
         value = Value(
             key=request.key, value=request.value, timestamp=latest + 1, writer=self.system.id
         )
-        await self._quorum(context, storage.Write(value, quorum=self.quorum, timeout=self.timeout))
+        await self._write(context, value)
         return value
 
     async def _storage(self, context: Context) -> StorageConfiguration:
@@ -127,6 +132,29 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
                 f"short of a quorum of {self.quorum}",
             )
         return StorageConfiguration(config)
+
+    async def _write(self, context: Context, value: Value) -> None:
+        """Write ``value`` to a quorum of the write configuration.
+
+        A replica that fails a write is dropped from the write configuration
+        (``without_errors``); once it leaves the live configuration and comes
+        back, it is added again (``|``).
+        """
+        live = self.system.config()
+        writes = live
+        if self._writes is not None:
+            self._dropped_from = self._dropped_from & live  # who left since can come back
+            writes = (self._writes & live) | (live - self._dropped_from)
+        try:
+            call = StorageConfiguration(writes).Write(
+                value, quorum=self.quorum, timeout=self.timeout
+            )
+            await call
+        except QuorumCallError as exc:
+            self._writes, self._dropped_from = writes.without_errors(exc), live
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        else:
+            self._writes = writes
 
     async def _quorum(self, context: Context, call: Awaitable[R]) -> R:
         """The result of a quorum call; its failure aborts this call with ``UNAVAILABLE``."""

@@ -10,6 +10,7 @@ name, trace, span and parent IDs, attributes.
 Run it::
 
     python -m examples.tracing
+    python -m examples.tracing --html out.html   # also a waterfall page, no backend needed
     python -m examples.tracing --otlp http://localhost:4317   # also to a collector
 
 ``--otlp`` needs the optional exporter: ``pip install 'gorums-mw[otlp]'``.
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import grpc
 from opentelemetry.sdk.resources import Resource
@@ -36,10 +38,12 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
 )
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from examples import storage_pb2, storage_pb2_grpc
 from examples.storage.replica import StorageReplica, Store
 from examples.storage_gorums import StorageNode
+from examples.tracing.waterfall import render
 from gorums_mw import CallError, System
 from gorums_mw.testing import LocalReplicas
 
@@ -54,10 +58,12 @@ def one_line(span: ReadableSpan) -> str:
     return f"span {span.name:<24} trace={trace_id} span={span_id} parent={parent} {attributes}\n"
 
 
-def tracer_provider(otlp: str | None) -> TracerProvider:
+def tracer_provider(otlp: str | None, kept: InMemorySpanExporter | None = None) -> TracerProvider:
     """An SDK provider printing to the console, and exporting to ``otlp`` if given."""
     provider = TracerProvider(resource=Resource.create({"service.name": "gorums-storage"}))
     provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(formatter=one_line)))
+    if kept is not None:
+        provider.add_span_processor(SimpleSpanProcessor(kept))
     if otlp is not None:
         # The optional extra: pip install 'gorums-mw[otlp]'.
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found, unused-ignore]
@@ -93,7 +99,10 @@ async def call(rpc: Callable[[], Awaitable[storage_pb2.Value]]) -> storage_pb2.V
 async def run(provider: TracerProvider) -> int:
     """Start three replicas, write and read through replica 2, stop replica 3."""
     tracer = provider.get_tracer("examples.tracing")
-    async with LocalReplicas(3, setup, tracer_provider=provider) as replicas:
+    replicas = LocalReplicas(3, setup, tracer_provider=provider)
+    # Started 3, 2, 1: each pair dials both ways, so each side records a tiebreak.
+    await replicas.start([3, 2, 1])
+    try:
         await replicas.wait_full()
         print("-- 3 replicas connected; client.write and client.read through replica 2 --")
         coordinator = StorageNode(replicas[1].config().node(2))
@@ -107,6 +116,8 @@ async def run(provider: TracerProvider) -> int:
         await replicas.stop(3)
         await replicas[1].wait_for_config(lambda c: c.ids == (1, 2), timeout=5)
         print("-- shutting down --")
+    finally:
+        await replicas.close()
     return 0 if value.value == "hello" else 1
 
 
@@ -119,15 +130,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--otlp", metavar="ENDPOINT", help="also send spans to this OTLP/gRPC collector"
     )
+    parser.add_argument(
+        "--html", metavar="PATH", help="also write a waterfall of the traces to this HTML file"
+    )
     args = parser.parse_args(argv)
+    kept = InMemorySpanExporter() if args.html else None
     try:
-        provider = tracer_provider(args.otlp)
+        provider = tracer_provider(args.otlp, kept)
     except ImportError as exc:
         parser.error(f"--otlp needs the otlp extra (pip install 'gorums-mw[otlp]'): {exc}")
     try:
-        return asyncio.run(run(provider))
+        code = asyncio.run(run(provider))
     finally:
         provider.shutdown()
+    if kept is not None:
+        page = render(kept.get_finished_spans(), "gorums-mw: a storage run on 3 replicas")
+        Path(args.html).write_text(page, encoding="utf-8")
+        print(f"-- wrote the waterfall of {len(kept.get_finished_spans())} spans to {args.html} --")
+    return code
 
 
 if __name__ == "__main__":

@@ -216,3 +216,32 @@ def test_tracing_otlp_flag_names_the_missing_extra() -> None:
     result = run_example("examples.tracing", "--otlp", "http://127.0.0.1:4317")
     assert result.returncode == 2
     assert "pip install 'gorums-mw[otlp]'" in result.stderr
+
+
+def test_reshape_picks_the_fastest_quorum_and_shards_a_batch() -> None:
+    result = run_example("examples.reshape")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    fastest = re.search(r"fastest majority: \[([\d, ]+)\]", out)
+    assert fastest is not None
+    chosen = {int(x) for x in fastest.group(1).split(",")}
+    assert len(chosen) == 3 and not chosen & {4, 5}  # the slow replicas are left out
+    asked = re.findall(r"replica (\d) answered \[([^\]]*)\]", out)
+    assert asked and all(keys for _, keys in asked)  # every node was asked only for its keys
+    assert "12 of 12 keys found" in out
+    assert "replica 2 failed: calling [1, 3, 4, 5] instead" in out
+    assert "replica 2 is back: [1, 2, 3, 4, 5] answered" in out
+
+
+def test_tracing_writes_a_waterfall_page(tmp_path: Path) -> None:
+    page = tmp_path / "out.html"
+    result = run_example("examples.tracing", "--html", str(page))
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = page.read_text()
+    assert text.startswith("<!doctype html>") and "<script" not in text  # self-contained
+    for name in ("gorums.peer.register", "gorums.quorum_call", "storage.Storage/Read"):
+        assert name in text, name
+    # A tiebreak on both sides of a pair, and a quorum call fanning out (CLIENT then SERVER).
+    assert re.search(r"gorums\.peer\.tiebreak \[node \d\] kept_outbound", text)
+    assert re.search(r"gorums\.peer\.tiebreak \[node \d\] kept_inbound", text)
+    assert "(CLIENT)" in text and "(SERVER)" in text
