@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import signal
 import subprocess
@@ -208,12 +207,22 @@ def test_tracing_prints_spans_of_one_trace() -> None:
     assert "read 'hello'" in out
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("opentelemetry.exporter") is not None,
-    reason="the otlp extra is installed",
-)
 def test_tracing_otlp_flag_names_the_missing_extra() -> None:
-    result = run_example("examples.tracing", "--otlp", "http://127.0.0.1:4317")
+    # As if the otlp extra were not installed: its module cannot be imported.
+    without_extra = (
+        "import runpy, sys;"
+        " sys.modules['opentelemetry.exporter.otlp.proto.grpc.trace_exporter'] = None;"
+        " sys.argv = ['tracing', '--otlp', 'http://127.0.0.1:4317'];"
+        " runpy.run_module('examples.tracing', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", without_extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
     assert result.returncode == 2
     assert "pip install 'gorums-mw[otlp]'" in result.stderr
 
