@@ -334,7 +334,8 @@ class InboundManager:
         ID. If this node has the higher ID and the peer's inbound stream is
         registered, ``close`` is called at once (now or when that inbound
         stream arrives); otherwise the outbound stream connects the peer. A
-        peer that keeps both streams (Go Gorums) keeps ours too.
+        peer that keeps both streams (Go Gorums) keeps ours too, and is
+        called over ours while it is up.
 
         Returns:
             The function to call when the outbound stream ends.

@@ -9,8 +9,11 @@ dialed by the lower ID. The lower ID keeps its outbound stream; the higher
 ID closes (retires) its own. A peer that does not follow this rule (Go
 Gorums keeps both streams of a pair, and its configurations count only the
 peers that dialed it) keeps both: its inbound stream is never the reason
-to close our outbound one. A new inbound stream of a peer always replaces
-the earlier one (a reconnect, never a tiebreak).
+to close our outbound one, and our calls to it go over our outbound stream
+while that is up (Go serves a stream it accepted in order and knows who
+sends on it; requests on a stream it dialed come with no caller and are
+served concurrently). A new inbound stream of a peer always replaces the
+earlier one (a reconnect, never a tiebreak).
 """
 
 from __future__ import annotations
@@ -275,7 +278,8 @@ class Membership:
         inbound = self._inbound.get(node_id)
         outbound = self._outbound.get(node_id)
         if inbound is not None and outbound is not None:
-            chosen: Link | None = outbound if self.my_id < node_id else inbound
+            ours = self.my_id < node_id or not inbound.follows_tiebreak
+            chosen: Link | None = outbound if ours else inbound
         else:
             chosen = inbound or outbound
         node = self._nodes[node_id]

@@ -50,6 +50,8 @@ class System:
     replica. Of each pair's two streams both replicas use the one dialed by
     the lower ID, so ``config()`` — every connected replica plus this one —
     is the same kind of configuration on every replica, whoever dialed whom.
+    A Go Gorums replica keeps both streams of a pair; this one then keeps
+    dialing it and calls it over its own stream.
 
     Example::
 

@@ -248,6 +248,27 @@ def test_a_peer_that_keeps_both_streams_keeps_ours(spans: Spans) -> None:
     assert decisions == ["kept_both"]
 
 
+@pytest.mark.parametrize("inbound_first", [True, False])
+def test_peer_keeping_both_streams_is_called_over_ours(inbound_first: bool) -> None:
+    """A Go Gorums peer (``gorums-node-id`` only) with a lower ID keeps both streams;
+    we keep ours and call it over ours: Go serves a stream it accepted in order and
+    knows the caller, a stream it dialed neither."""
+    mgr = manager(3)
+    ours, theirs = FakeStream(), FakeStream()
+    go_context = FakeContext("ipv4:127.0.0.1:40000", (("gorums-node-id", "1"),))
+    steps = [
+        lambda: mgr.add_outbound(1, ours, ours.close),
+        lambda: mgr.handle_stream(go_context, theirs),
+    ]
+    for step in reversed(steps) if inbound_first else steps:
+        step()
+    assert mgr.inbound_config().ids == (1,)
+    assert mgr.inbound_config()[0].channel is ours
+    assert not ours.closed and not theirs.closed
+    assert mgr.keeps_own_dialing(1)
+    assert mgr.stats().inbound == (1,) and mgr.stats().outbound == (1,)
+
+
 def test_reconnect_replaces_inbound_even_for_lower_peer() -> None:
     """The seed's bug: a reconnect must never make a peer vanish."""
     mgr = manager(2)
