@@ -51,6 +51,7 @@ from bench._common import (
     median,
     print_table,
     spawn,
+    spread,
     until_stdin_closes,
 )
 from gorums_mw import (
@@ -363,6 +364,7 @@ def report(samples: dict[tuple[str, int], list[Result]], rounds: int) -> None:
                 median([s.rate for s in many]),
                 median(go_ratio),
                 median(limit),
+                spread(limit),
                 median([s.p50_ms for s in many]),
                 median([s.p99_ms for s in many]),
                 sum(s.errors for s in (*one, *many)),
@@ -377,6 +379,7 @@ def report(samples: dict[tuple[str, int], list[Result]], rounds: int) -> None:
             "calls/s @64",
             "x Go -> Go",
             "x grpc.aio limit",
+            "x limit min-max",
             "p50 ms @64",
             "p99 ms @64",
             "errors",

@@ -1,10 +1,13 @@
-"""A Go Gorums replica dials a gorums-mw server, which calls it back over that stream.
+"""Calls back over the stream the other end dialed, between Go Gorums and gorums-mw.
+
+A Go Gorums replica dials a gorums-mw server, which calls it back over that
+stream; and a gorums-mw client peer dials a Go replica, which calls it back.
 
 The Go replica (``gorums.System``) identifies itself by ``gorums-node-id``
-only. The gorums-mw side here is a server alone (InboundManager, interceptor,
-NodeStream; it dials nobody), so the only stream between the two is the one
-Go dialed: every call we make to Go is server-initiated, with bit 63 set in
-its message IDs, and Go serves it with its back-channel handler.
+only. The gorums-mw side of the first test is a server alone (InboundManager,
+interceptor, NodeStream; it dials nobody), so the only stream between the two
+is the one Go dialed: every call we make to Go is server-initiated, with bit
+63 set in its message IDs, and Go serves it with its back-channel handler.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from collections.abc import AsyncIterator
 import pytest
 from grpc import aio
 
-from gorums_mw import HandlerRegistry, InboundManager, add_node_stream_service, with_nodes
+from gorums_mw import (
+    HandlerRegistry,
+    InboundManager,
+    OutboundManager,
+    add_node_stream_service,
+    with_nodes,
+)
 from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
@@ -92,3 +101,24 @@ async def test_server_calls_a_go_dialer_back(
     assert reports["config"]["outbound_config"] == [GO, PY]
     assert reports["config"]["inbound_config"] == [GO]  # we dialed nothing
     assert reports["outbound_qc"]["replies"][str(PY)] == f"server={PY} caller={GO} impl=py"
+
+
+async def test_go_replica_calls_a_client_peer_back(start_go: StartGo) -> None:
+    """``gorums-node-id: 0`` (sent by a client peer) puts us in Go's ClientConfig()."""
+    (port,) = free_ports(1)
+    addr = f"127.0.0.1:{port}"
+    go = await start_go("replica", "--id", str(GO), "--nodes", f"{GO}={addr}", "--settle", "1")
+    handlers = HandlerRegistry()
+    storage_pb2_grpc.add_StorageServicer_to_server(Storage(0), handlers)
+    async with OutboundManager(
+        with_nodes({GO: addr}), client_peer=True, handlers=handlers
+    ) as dialer:
+        await dialer.wait_connected(timeout=5)
+        node = dialer.config().node(GO)
+        whoami = await node.rpc(READ_RPC, ReadRequest(key=WHOAMI), ReadResponse, timeout=5)
+        assert whoami.value == f"server={GO} caller=0 impl=go"
+        reports = await go.reports(timeout=10)
+    first_client = 1 << 20  # Go numbers client peers from 2**20
+    assert reports["config"]["client_config"] == [first_client]
+    # Go's call over its ClientConfig() reached our handlers, which know who called.
+    assert reports["client_qc"]["replies"] == {str(first_client): f"server=0 caller={GO} impl=py"}

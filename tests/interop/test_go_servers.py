@@ -54,6 +54,12 @@ async def go_config(start_go: StartGo) -> AsyncIterator[Configuration]:
         yield dialer.config()
 
 
+async def write_everywhere(config: Configuration) -> None:
+    """Write ``k = v1`` on every node."""
+    request = WriteRequest(key="k", value="v1", time=at(1))
+    await config.quorum_call(WRITE_QC, request, WriteResponse, quorum=SIZE, timeout=5)
+
+
 async def test_streams_to_stock_go_servers_come_up(go_config: Configuration) -> None:
     # The fixture's wait_connected passed: no response headers were needed.
     assert [node.connected for node in go_config] == [True] * SIZE
@@ -151,9 +157,7 @@ async def test_message_metadata_entries_reach_go_handlers(go_config: Configurati
 
 
 async def test_node_correctable(go_config: Configuration) -> None:
-    await go_config.quorum_call(
-        WRITE_QC, WriteRequest(key="k", value="v1", time=at(1)), WriteResponse, quorum=SIZE
-    )
+    await write_everywhere(go_config)
     node = go_config.node(3)
     # Go's handler sends one reply; nothing marks it as the last, so the call ends at its timeout.
     replies = [
@@ -171,9 +175,7 @@ async def test_node_correctable(go_config: Configuration) -> None:
 
 
 async def test_configuration_correctable(go_config: Configuration) -> None:
-    await go_config.quorum_call(
-        WRITE_QC, WriteRequest(key="k", value="v1", time=at(1)), WriteResponse, quorum=SIZE
-    )
+    await write_everywhere(go_config)
     every = [
         answer
         async for answer in go_config.correctable(
