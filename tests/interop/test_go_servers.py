@@ -14,7 +14,6 @@ import grpc
 import pytest
 
 from gorums_mw import CallError, Configuration, OutboundManager, QuorumCallError, with_nodes
-from gorums_mw._calls import decode_reply
 from tests.interop.conftest import StartGo
 from tests.interop.storage import (
     FAIL,
@@ -149,11 +148,16 @@ async def test_handler_error_status_travels_back(go_config: Configuration) -> No
 
 
 async def test_message_metadata_entries_reach_go_handlers(go_config: Configuration) -> None:
-    # No call API takes per-call metadata yet; Node.send_request sends entries as given.
+    entries = ((META_KEY, "42"),)
     node = go_config.node(1)
-    request = ReadRequest(key=META).SerializeToString()
-    message = await asyncio.wait_for(node.send_request(READ_RPC, request, ((META_KEY, "42"),)), 5)
-    assert decode_reply(message, ReadResponse, node.id).value == "42"
+    reply = await node.rpc(
+        READ_RPC, ReadRequest(key=META), ReadResponse, timeout=5, metadata=entries
+    )
+    assert reply.value == "42"
+    replies = await go_config.quorum_call(
+        READ_QC, ReadRequest(key=META), ReadResponse, quorum=SIZE, timeout=5, metadata=entries
+    )
+    assert {reply.value for reply in replies.values()} == {"42"}
 
 
 async def test_node_correctable(go_config: Configuration) -> None:
