@@ -9,17 +9,21 @@ flight; servers and the client each in their own process, on loopback:
 - ``Go -> Go``: ``gorums-go-peer server`` (three), ``gorums-go-peer bench``;
 - ``gorums-mw -> gorums-mw``: gorums-mw servers (``InboundManager``, the
   identity interceptor, NodeStream, upstream's Storage in Python; three), and a
-  gorums-mw client (``OutboundManager`` + ``Configuration.quorum_call``);
-- ``Go -> gorums-mw`` and ``gorums-mw -> Go``: the two mixed;
+  gorums-mw client (``OutboundManager`` + ``Configuration.quorum_call``),
+  which uses batched streams with gorums-mw servers; ``, plain``: the same
+  with ``batching=False`` (one message per gRPC message, as with Go);
+- ``Go -> gorums-mw`` and ``gorums-mw -> Go``: the two mixed (plain streams:
+  Go has no batched form);
 - ``grpc.aio limit``: the same majority pattern with no gorums code: a bidi
   stream per server echoing each message, and a client that writes each call
-  to the three streams and returns once two echoes with its ID are back.
+  to the three streams and returns once two echoes with its ID are back;
+  ``, batched``: each write carries every message queued by then.
 
 The Go peer comes from ``--go-peer``, else ``GORUMS_GO_PEER``, else
 ``../shared/interop/go-peer/gorums-go-peer`` beside the repository. Each
-round runs every pairing once per concurrency, in rotating order; the table
+round runs every row once per concurrency, in rotating order; the table
 shows medians over rounds, and throughput as a fraction of Go -> Go and of
-the grpc.aio limit measured in the same round.
+the two grpc.aio limits measured in the same round (median and min-max).
 """
 
 from __future__ import annotations
@@ -71,9 +75,20 @@ DEFAULT_GO_PEER: Final = ROOT.parent / "shared" / "interop" / "go-peer" / "gorum
 SIZE: Final = 3
 VALUE: Final = "x" * 16
 CONCURRENCY: Final = (1, 64)
-PAIRS: Final = ("Go -> Go", "gorums-mw -> gorums-mw", "Go -> gorums-mw", "gorums-mw -> Go")
+GO_GO: Final = "Go -> Go"
 LIMIT: Final = "grpc.aio limit"
-ROWS: Final = (*PAIRS, LIMIT)
+BATCHED_LIMIT: Final = "grpc.aio limit, batched"
+ROWS: Final = (
+    GO_GO,
+    "gorums-mw -> gorums-mw",
+    "gorums-mw -> gorums-mw, plain",
+    "Go -> gorums-mw",
+    "gorums-mw -> Go",
+    LIMIT,
+    BATCHED_LIMIT,
+)
+LENGTH_BYTES: Final = 4
+CLIENTS: Final = ("gorums", "gorums-plain", "raw", "raw-batched")
 ECHO_SERVICE: Final = "bench.RawEcho"
 ECHO_PATH: Final = "/bench.RawEcho/Echo"
 ID_BYTES: Final = 8
@@ -136,9 +151,14 @@ def _request() -> WriteRequest:
 
 class RawQuorum:
     """The majority pattern on bare grpc.aio: one bidi stream per server, one writer task
-    per stream (grpc forbids concurrent writes), replies matched by an ID prefix."""
+    per stream (grpc forbids concurrent writes), replies matched by an ID prefix.
 
-    def __init__(self, addrs: Sequence[str]) -> None:
+    Batched, each write carries every message queued by then (length-prefixed),
+    and the servers echo a write as a whole, as gorums-mw's batched streams do.
+    """
+
+    def __init__(self, addrs: Sequence[str], *, batched: bool) -> None:
+        self.batched = batched
         self.channels = [aio.insecure_channel(addr) for addr in addrs]
         self.needed = len(addrs) // 2 + 1
         self.ids = itertools.count(1)
@@ -158,20 +178,37 @@ class RawQuorum:
 
     async def _write(self, stream: Any, queue: asyncio.Queue[bytes]) -> None:
         while True:
-            await stream.write(await queue.get())
+            message = await queue.get()
+            if self.batched:
+                parts = [message]
+                while not queue.empty():
+                    parts.append(queue.get_nowait())
+                message = b"".join(len(part).to_bytes(LENGTH_BYTES) + part for part in parts)
+            await stream.write(message)
 
     async def _read(self, stream: Any) -> None:
         while True:
             reply = await stream.read()
             if not isinstance(reply, bytes):
                 return
-            entry = self.pending.get(int.from_bytes(reply[:ID_BYTES]))
-            if entry is None:
+            if not self.batched:
+                self._arrived(reply)
                 continue
-            future, count = entry
-            count[0] += 1
-            if count[0] >= self.needed and not future.done():
-                future.set_result(None)
+            offset = 0
+            while offset < len(reply):
+                size = int.from_bytes(reply[offset : offset + LENGTH_BYTES])
+                offset += LENGTH_BYTES
+                self._arrived(reply[offset : offset + size])
+                offset += size
+
+    def _arrived(self, reply: bytes) -> None:
+        entry = self.pending.get(int.from_bytes(reply[:ID_BYTES]))
+        if entry is None:
+            return
+        future, count = entry
+        count[0] += 1
+        if count[0] >= self.needed and not future.done():
+            future.set_result(None)
 
     async def call(self) -> None:
         call_id = next(self.ids)
@@ -197,8 +234,12 @@ async def run_client(kind: str, addrs: Sequence[str], conc: int, seconds: float)
     """Quorum calls for ``seconds`` with ``conc`` in flight; print ``RESULT <json>``
     with the fields Go's ``bench`` prints."""
     nodes = with_nodes({i: addr for i, addr in enumerate(addrs, start=1)})
-    dialer = OutboundManager(nodes) if kind == "gorums" else None
-    raw = RawQuorum(addrs) if kind == "raw" else None
+    dialer = (
+        OutboundManager(nodes, batching=kind == "gorums")
+        if kind in ("gorums", "gorums-plain")
+        else None
+    )
+    raw = RawQuorum(addrs, batched=kind == "raw-batched") if dialer is None else None
     call: Call
     if dialer is not None:
         await dialer.start()
@@ -327,11 +368,13 @@ def drive(go_peer: Path, rounds: int, seconds: float) -> None:
         raw_addrs = ",".join(child.info["addr"] for child in raw)
         python = [sys.executable, "-m", "bench.interop", "--client"]
         commands = {
-            "Go -> Go": [str(go_peer), "bench", "--addrs", go_addrs],
+            GO_GO: [str(go_peer), "bench", "--addrs", go_addrs],
             "gorums-mw -> gorums-mw": [*python, "gorums", "--addrs", py_addrs],
+            "gorums-mw -> gorums-mw, plain": [*python, "gorums-plain", "--addrs", py_addrs],
             "Go -> gorums-mw": [str(go_peer), "bench", "--addrs", py_addrs],
             "gorums-mw -> Go": [*python, "gorums", "--addrs", go_addrs],
             LIMIT: [*python, "raw", "--addrs", raw_addrs],
+            BATCHED_LIMIT: [*python, "raw-batched", "--addrs", raw_addrs],
         }
         samples: dict[tuple[str, int], list[Result]] = {}
         for index in range(rounds):
@@ -350,21 +393,26 @@ def drive(go_peer: Path, rounds: int, seconds: float) -> None:
 
 def report(samples: dict[tuple[str, int], list[Result]], rounds: int) -> None:
     print(machine())
+
+    def ratio(row: str, base: str) -> str:
+        """Median (min-max) over rounds of ``row``'s throughput over ``base``'s at 64."""
+        pairs = zip(samples[(row, 64)], samples[(base, 64)], strict=True)
+        ratios = [mine.rate / theirs.rate for mine, theirs in pairs]
+        return f"{median(ratios):.2f} ({spread(ratios)})"
+
     rows: list[list[object]] = []
     for row in ROWS:
         one = samples[(row, 1)]
         many = samples[(row, 64)]
-        go_ratio = [m.rate / g.rate for m, g in zip(many, samples[("Go -> Go", 64)], strict=True)]
-        limit = [m.rate / r.rate for m, r in zip(many, samples[(LIMIT, 64)], strict=True)]
         rows.append(
             [
                 row,
                 median([s.p50_ms for s in one]),
                 median([s.p99_ms for s in one]),
                 median([s.rate for s in many]),
-                median(go_ratio),
-                median(limit),
-                spread(limit),
+                ratio(row, GO_GO),
+                ratio(row, LIMIT),
+                ratio(row, BATCHED_LIMIT),
                 median([s.p50_ms for s in many]),
                 median([s.p99_ms for s in many]),
                 sum(s.errors for s in (*one, *many)),
@@ -379,7 +427,7 @@ def report(samples: dict[tuple[str, int], list[Result]], rounds: int) -> None:
             "calls/s @64",
             "x Go -> Go",
             "x grpc.aio limit",
-            "x limit min-max",
+            "x grpc.aio limit, batched",
             "p50 ms @64",
             "p99 ms @64",
             "errors",
@@ -392,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--serve", choices=("gorums", "raw"), help=argparse.SUPPRESS)
     parser.add_argument("--id", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--client", choices=("gorums", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--addrs", help=argparse.SUPPRESS)
     parser.add_argument("--conc", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=3)
