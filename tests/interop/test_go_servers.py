@@ -15,6 +15,7 @@ import pytest
 
 from gorums_mw import CallError, Configuration, OutboundManager, QuorumCallError, with_nodes
 from tests.interop.conftest import StartGo
+from tests.interop.proto.storage_gorums import StorageConfiguration, StorageNode
 from tests.interop.storage import (
     FAIL,
     FAIL_MESSAGE,
@@ -200,3 +201,20 @@ async def test_configuration_correctable(go_config: Configuration) -> None:
         break  # the first majority: done, long before the timeout
     else:
         pytest.fail("no majority of correctable replies")
+
+
+async def test_typed_calls_generated_from_upstreams_proto(go_config: Configuration) -> None:
+    """protoc-gen-gorums' calls for upstream's storage.proto, against Go."""
+    storage = StorageConfiguration(go_config)
+    written = await storage.WriteQC(WriteRequest(key="t", value="typed", time=at(1)), timeout=5)
+    assert len(written) >= 2 and all(reply.new for reply in written.values())
+    read = await storage.ReadQC(ReadRequest(key="t"), quorum=SIZE, timeout=5)
+    assert {reply.value for reply in read.values()} == {"typed"}
+    assert await storage.WriteMulticast(WriteRequest(key="tm", value="m", time=at(1))) == (1, 2, 3)
+    node = StorageNode(go_config.node(1))
+    assert await node.WriteUnicast(WriteRequest(key="tu", value="u", time=at(1)))
+    assert (await node.ReadRPC(ReadRequest(key="tm"), timeout=5)).value == "m"
+    assert (await node.ReadRPC(ReadRequest(key="tu"), timeout=5)).value == "u"
+    answers = storage.ReadCorrectable(ReadRequest(key="t"), timeout=CORRECTABLE_WAIT)
+    nodes = [a.node_id async for a in answers if a.value is not None and a.value.value == "typed"]
+    assert sorted(nodes) == [1, 2, 3]
