@@ -3,7 +3,8 @@
 Three keys carry a claim: ``gorums-addr`` (the address a replica listens
 on; gorums-mw's form), ``gorums-node-id`` (a replica's ID; upstream Go
 Gorums' form, ``0`` for a client peer) and ``gorums-client`` (a client peer,
-gorums-mw's form). Parsing checks syntax only; whether a claim is true is
+gorums-mw's form). ``gorums-mw`` marks a gorums-mw replica, which keeps one
+stream per pair. Parsing checks syntax only; whether a claim is true is
 for the identifier, which knows the configured nodes.
 """
 
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 from gorums_mw._address import NodeAddress, parse_node_address
 from gorums_mw._errors import InvalidAddressError
 from gorums_mw._peer import MAX_NODE_ID
-from gorums_mw._wire import GORUMS_ADDR_KEY, GORUMS_CLIENT_KEY, GORUMS_NODE_ID_KEY
+from gorums_mw._wire import GORUMS_ADDR_KEY, GORUMS_CLIENT_KEY, GORUMS_MW_KEY, GORUMS_NODE_ID_KEY
 
-IDENTITY_KEYS = frozenset({GORUMS_ADDR_KEY, GORUMS_NODE_ID_KEY, GORUMS_CLIENT_KEY})
+IDENTITY_KEYS = frozenset({GORUMS_ADDR_KEY, GORUMS_NODE_ID_KEY, GORUMS_CLIENT_KEY, GORUMS_MW_KEY})
 """The metadata keys that carry a claim."""
 
 
@@ -31,17 +32,25 @@ class AddrClaim:
             host name (lower-cased), with a port.
         node_id: the ID also claimed in ``gorums-node-id``, if any; it must
             name the same node.
+        gorums_mw: the caller sent ``gorums-mw``: it keeps one stream per pair.
     """
 
     address: NodeAddress
     node_id: int | None = None
+    gorums_mw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class NodeIdClaim:
-    """A replica's claimed node ID alone (``gorums-node-id``, as Go Gorums sends it)."""
+    """A replica's claimed node ID alone (``gorums-node-id``, as Go Gorums sends it).
+
+    Attributes:
+        node_id: the claimed ID.
+        gorums_mw: the caller sent ``gorums-mw``: it keeps one stream per pair.
+    """
 
     node_id: int
+    gorums_mw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +73,15 @@ def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim | None:
     addr: str | None = None
     node_id: str | None = None
     client = False
+    marked = False
     for key, value in metadata:
         if key not in IDENTITY_KEYS:
             continue
         if key == GORUMS_CLIENT_KEY:
             client = True
+            continue
+        if key == GORUMS_MW_KEY:
+            marked = True
             continue
         if not isinstance(value, str):
             raise InvalidAddressError(f"{key} must be text, got bytes")
@@ -80,16 +93,16 @@ def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim | None:
             if node_id is not None:
                 raise InvalidAddressError(f"{GORUMS_NODE_ID_KEY} sent more than once")
             node_id = value
-    return _claim(addr, node_id, client)
+    return _claim(addr, node_id, client, marked)
 
 
 @functools.lru_cache(maxsize=4096)
-def _claim(addr: str | None, node_id_text: str | None, client: bool) -> Claim | None:
+def _claim(addr: str | None, node_id_text: str | None, client: bool, marked: bool) -> Claim | None:
     node_id = None if node_id_text is None else _parse_node_id(node_id_text)
     if addr is None:
         if client or node_id == 0:
             return _CLIENT
-        return None if node_id is None else NodeIdClaim(node_id)
+        return None if node_id is None else NodeIdClaim(node_id, marked)
     if client or node_id == 0:
         raise InvalidAddressError(
             f"{GORUMS_ADDR_KEY} {addr!r} sent by a client peer: a client has no listening address"
@@ -98,7 +111,7 @@ def _claim(addr: str | None, node_id_text: str | None, client: bool) -> Claim | 
         address = parse_node_address(addr)
     except ValueError as exc:
         raise InvalidAddressError(f"{GORUMS_ADDR_KEY}: {exc}") from None
-    return AddrClaim(address, node_id)
+    return AddrClaim(address, node_id, marked)
 
 
 def _parse_node_id(text: str) -> int:

@@ -295,7 +295,7 @@ class InboundManager:
             peer,
             stream or self.endpoint(peer),
             context,
-            follows_tiebreak=isinstance(claim, AddrClaim),
+            follows_tiebreak=claim.gorums_mw,
         )
         return self._register(link, _links(context))
 

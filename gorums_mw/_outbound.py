@@ -34,6 +34,7 @@ from gorums_mw._wire import (
     BATCHED_NODE_STREAM_PATH,
     GORUMS_ADDR_KEY,
     GORUMS_CLIENT_KEY,
+    GORUMS_MW_KEY,
     GORUMS_NODE_ID_KEY,
     NODE_STREAM_PATH,
 )
@@ -349,6 +350,7 @@ def _identity_metadata(
     if my_addr is not None:
         try:
             metadata.append((GORUMS_ADDR_KEY, normalize_addr(my_addr)))
+            metadata.append((GORUMS_MW_KEY, "1"))
         except ValueError as exc:
             raise ConfigurationError(f"my_addr: {exc}") from exc
     if my_id is not None:

@@ -13,6 +13,11 @@ GORUMS_NODE_ID_KEY: Final = "gorums-node-id"
 """Metadata key carrying the caller's claimed node ID (upstream Go Gorums' form);
 ``0`` marks a client peer."""
 
+GORUMS_MW_KEY: Final = "gorums-mw"
+"""Metadata key gorums-mw replicas send when they dial: the sender keeps one
+stream per pair (the one the lower ID dialed) and closes its own when it loses.
+A replica without it (Go Gorums) keeps both streams, so ours is kept too."""
+
 GORUMS_CLIENT_KEY: Final = "gorums-client"
 """Metadata key a client peer (no listening address) sends on its NodeStream
 to be given a client ID and be callable through ``client_config()``."""

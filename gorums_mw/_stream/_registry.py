@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 import grpc
+from google.protobuf import descriptor_pool
 from google.rpc.status_pb2 import Status
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -47,6 +48,7 @@ class _Method(NamedTuple):
     deserialize: Callable[[bytes], Any]
     serialize: Callable[[Any], bytes]
     is_async: bool  # a coroutine or async generator function: runs on the loop
+    one_way: bool  # declared (gorums.unicast) or (gorums.multicast): never answered
 
 
 class _CallDetails(grpc.HandlerCallDetails):
@@ -87,7 +89,9 @@ class HandlerRegistry:
     later lookups are a dict lookup. Unary methods send one reply;
     server-streaming methods (Go Gorums' correctable calls) send one reply
     per response, all under the request's ID, and nothing marks the end (as
-    upstream). Client-streaming methods are answered ``UNIMPLEMENTED``.
+    upstream). Client-streaming methods are answered ``UNIMPLEMENTED``. A
+    method its descriptor declares one-way (``gorums.unicast`` or
+    ``gorums.multicast``) is never answered, whoever calls it.
 
     Add handlers from the event loop's thread (usually before serving);
     ``handle`` may run concurrently for any number of requests.
@@ -177,6 +181,8 @@ class HandlerRegistry:
         with _CallScope(request, peer, telemetry, trace_all) as scope:
             try:
                 method = self._method(request.method)
+                if method.one_way:
+                    send = None  # Go Gorums sends one-way calls unmarked: know them by option
                 try:
                     message = method.deserialize(request.payload)
                 except Exception as exc:
@@ -268,6 +274,7 @@ class HandlerRegistry:
             handler.request_deserializer or _same,
             handler.response_serializer or _same,
             inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour),
+            _declared_one_way(name),
         )
         self._resolved[name] = resolved
         return resolved
@@ -389,6 +396,22 @@ async def _stream(result: object, reply: Callable[[Any], None]) -> None:
         done = object()
         while (response := await asyncio.to_thread(next, result, done)) is not done:
             reply(response)
+
+
+_ONE_WAY_OPTIONS = frozenset({50002, 50003})
+"""The numbers of gorums.proto's ``unicast`` and ``multicast`` method options."""
+
+
+def _declared_one_way(name: str) -> bool:
+    """Whether the method's descriptor, when known here, declares it one-way."""
+    try:
+        descriptor = descriptor_pool.Default().FindMethodByName(name)
+    except KeyError:
+        return False
+    return any(
+        field.number in _ONE_WAY_OPTIONS and value is True
+        for field, value in descriptor.GetOptions().ListFields()
+    )
 
 
 def _describe(exc: BaseException) -> str:

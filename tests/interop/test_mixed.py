@@ -113,12 +113,6 @@ async def test_mixed_replicas_see_and_call_each_other(
         await asyncio.gather(*(system.stop() for system in systems))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Go replica that also sends gorums-addr is taken for a gorums-mw replica that"
-    " follows the tiebreak: a higher-ID System closes its own stream to it, and Go's Config()"
-    " (the peers that dialed it) lacks that System",
-)
 async def test_go_replica_sending_gorums_addr_counts_us(start_go: StartGo) -> None:
     go_ids = (1,)
     systems, gos = await start_mixed(go_ids, start_go, "--send-addr")

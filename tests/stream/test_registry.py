@@ -11,13 +11,14 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import empty_pb2
 from opentelemetry import propagate, trace
 
 from gorums_mw._peer import UNKNOWN_PEER, Peer, current_peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
 from gorums_mw._stream._context import NodeStreamContext
 from gorums_mw._stream._registry import HandlerRegistry
-from tests import echo_pb2, echo_pb2_grpc
+from tests import calltypes_pb2, calltypes_pb2_grpc, echo_pb2, echo_pb2_grpc
 from tests.conftest import Spans
 
 PEER = Peer(2, "127.0.0.1:9002", "ipv4:127.0.0.1:50002")
@@ -436,3 +437,36 @@ async def test_generic_handler_is_resolved_once() -> None:
     assert [echo_pb2.EchoReply.FromString(r.payload).text for r in replies if r] == ["0", "1", "2"]
     assert asked == ["/echo.Echo/Say"]
     assert registry.methods() == frozenset()
+
+
+class Published(calltypes_pb2_grpc.CallsServicer):
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def Publish(self, request: Any, context: Any) -> Any:
+        self.published.append(request.key)
+        return empty_pb2.Empty()
+
+    async def Read(self, request: Any, context: Any) -> Any:
+        return calltypes_pb2.Entry(key=request.key)
+
+
+async def test_methods_declared_one_way_are_never_answered() -> None:
+    """Go Gorums sends multicasts unmarked, with ordinary IDs: the option decides."""
+    servicer = Published()
+    registry = HandlerRegistry()
+    calltypes_pb2_grpc.add_CallsServicer_to_server(servicer, registry)  # type: ignore[arg-type]
+    publish = Message(
+        message_seq_no=11,
+        method="calltypes.Calls.Publish",
+        payload=calltypes_pb2.Entry(key="p").SerializeToString(),
+    )
+    assert await stream_replies(registry, publish) == []  # (gorums.multicast): no reply
+    assert servicer.published == ["p"]
+    read = Message(
+        message_seq_no=12,
+        method="calltypes.Calls.Read",
+        payload=calltypes_pb2.Key(key="r").SerializeToString(),
+    )
+    (reply,) = await stream_replies(registry, read)  # (gorums.quorumcall): answered
+    assert calltypes_pb2.Entry.FromString(reply.payload).key == "r"
