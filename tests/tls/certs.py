@@ -43,11 +43,12 @@ class CertificateAuthority:
         )
         self.pem = self._cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, common_name: str, ips: list[str]) -> KeyPair:
-        """A certificate for ``common_name`` with ``ips`` as IP SANs."""
+    def issue(self, common_name: str, ips: list[str], dns: tuple[str, ...] = ()) -> KeyPair:
+        """A certificate for ``common_name`` with ``ips`` as IP SANs and ``dns`` as DNS SANs."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        sans += [x509.DNSName(name) for name in dns]
         cert = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name))

@@ -162,3 +162,44 @@ async def test_symmetric_replicas_over_mtls() -> None:
     finally:
         for system in systems:
             await system.stop(None)
+
+
+@pytest.mark.parametrize(("certified", "accepted"), [("localhost", True), ("other.test", False)])
+async def test_a_node_configured_by_name_is_vouched_for_by_a_dns_san(
+    certified: str, accepted: bool
+) -> None:
+    """What cert-manager issues in a cluster: the pod's stable name, not its IP."""
+    ca = CertificateAuthority()
+    (port,) = free_ports(1)
+    address = f"127.0.0.1:{port}"
+    manager = InboundManager(
+        1, with_nodes({1: address, 2: "localhost:9002"}), require_certificate=True
+    )
+    await manager.address_book.resolve_all()
+    server = aio.server(interceptors=[PeerIdentityInterceptor(manager)])
+    server.add_generic_rpc_handlers((HANDLERS,))
+    pair = ca.issue("server", ["127.0.0.1"])
+    server.add_secure_port(
+        address,
+        grpc.ssl_server_credentials(
+            [(pair.key, pair.cert)], root_certificates=ca.pem, require_client_auth=True
+        ),
+    )
+    await server.start()
+    client = ca.issue("replica 2", [], dns=(certified,))  # no IP SAN at all
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca.pem, private_key=client.key, certificate_chain=client.cert
+    )
+    claim = (("gorums-addr", "localhost:9002"), ("gorums-node-id", "2"))
+    try:
+        async with aio.secure_channel(address, credentials) as channel:
+            who = channel.unary_unary("/t.Tls/Who")
+            if accepted:
+                assert await who(b"", metadata=claim, timeout=5) == b"2"
+            else:
+                with pytest.raises(aio.AioRpcError) as info:
+                    await who(b"", metadata=claim, timeout=5)
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                assert "other.test" in (info.value.details() or "")
+    finally:
+        await server.stop(None)
