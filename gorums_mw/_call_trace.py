@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry import propagate, trace
@@ -28,23 +29,35 @@ _ABANDONED: Final = "the call ended before this node answered"
 
 
 class CallTrace:
-    """Records one call: started when the call starts, finished once it ends."""
+    """Records one call, as a context manager around it: its span (started here,
+    not made current: nothing the call runs needs it as a parent, and that saves
+    attaching a context per call), its CLIENT spans and its metrics."""
 
-    __slots__ = ("_clients", "_kind", "_method", "_span", "_start", "_telemetry", "recording")
+    __slots__ = (
+        "_clients",
+        "_finished",
+        "_kind",
+        "_method",
+        "_span",
+        "_start",
+        "_telemetry",
+        "recording",
+    )
 
     def __init__(
         self,
         telemetry: Telemetry,
-        span: trace.Span,
+        name: str,
         kind: str,
         method: str,
-        attributes: dict[str, AttributeValue] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         self._telemetry = telemetry
-        self._span = span
+        self._span = span = telemetry.tracer.start_span(name)
         self._kind = kind
         self._method = method
         self._clients: dict[int, trace.Span] = {}
+        self._finished = False
         self.recording = span.is_recording()
         if self.recording:
             span.set_attributes(
@@ -94,8 +107,23 @@ class CallTrace:
         if client is not None:
             _end_client(client, error)
 
+    def __enter__(self) -> CallTrace:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        """End the span; an exception that ends the call is recorded on it."""
+        if not self._finished:
+            self.finish()
+        if exc is not None and self.recording:
+            self._span.record_exception(exc)
+            self._span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+        self._span.end()
+
     def finish(self, replies: int | None = None, sent: int | None = None) -> None:
         """The call ended; ``replies`` it received or nodes it was ``sent`` to."""
+        self._finished = True
         duration = time.perf_counter() - self._start
         self._telemetry.call_duration.record(duration, _call_attributes(self._method, self._kind))
         if replies is not None and self._kind == "quorum_call":

@@ -332,14 +332,13 @@ class Configuration(Sequence[Node]):
             if quorum is not None:
                 raise ValueError("give quorum or quorum_function, not both")
             needed, decide = 0, quorum_function
-        with self._telemetry.tracer.start_as_current_span(SPAN_QUORUM_CALL) as span:
-            call = CallTrace(
-                self._telemetry,
-                span,
-                "quorum_call",
-                name,
-                {ATTR_CONFIG_SIZE: len(self._nodes), ATTR_QUORUM: needed},
-            )
+        with CallTrace(
+            self._telemetry,
+            SPAN_QUORUM_CALL,
+            "quorum_call",
+            name,
+            {ATTR_CONFIG_SIZE: len(self._nodes), ATTR_QUORUM: needed},
+        ) as call:
             if interceptors:
                 info = CallInfo(name, request, self, entries)
                 answers = intercept(
@@ -395,22 +394,21 @@ class Configuration(Sequence[Node]):
         name = checked_method(method, request, reply_type)
         deadline = deadline_of(timeout)
         entries = checked_metadata(metadata)
-        span = self._telemetry.tracer.start_span(SPAN_QUORUM_CALL)
-        call = CallTrace(self._telemetry, span, "replies", name, {ATTR_CONFIG_SIZE: len(self)})
-        info = CallInfo(name, request, self, entries)
-        answers = intercept(
-            info, unary_replies(info, reply_type, deadline, timeout, call), interceptors
-        )
-        received = 0
-        try:
-            async for answer in answers:
-                received += answer.error is None
-                if answer.error is None or not ignore_errors:
-                    yield answer
-        finally:
-            await close(answers)
-            call.finish(replies=received)
-            span.end()
+        size = {ATTR_CONFIG_SIZE: len(self)}
+        with CallTrace(self._telemetry, SPAN_QUORUM_CALL, "replies", name, size) as call:
+            info = CallInfo(name, request, self, entries)
+            answers = intercept(
+                info, unary_replies(info, reply_type, deadline, timeout, call), interceptors
+            )
+            received = 0
+            try:
+                async for answer in answers:
+                    received += answer.error is None
+                    if answer.error is None or not ignore_errors:
+                        yield answer
+            finally:
+                await close(answers)
+                call.finish(replies=received)
 
     @overload
     def correctable(
@@ -487,20 +485,19 @@ class Configuration(Sequence[Node]):
         deadline: float | None,
         interceptors: Sequence[QuorumInterceptor[Q, R]],
     ) -> AsyncGenerator[NodeReply[R], None]:
-        span = self._telemetry.tracer.start_span(SPAN_CORRECTABLE)
-        call = CallTrace(
-            self._telemetry, span, "correctable", info.method, {ATTR_CONFIG_SIZE: len(self)}
-        )
-        answers = intercept(info, stream_replies(info, reply_type, deadline, call), interceptors)
-        received = 0
-        try:
-            async for answer in answers:
-                received += answer.error is None
-                yield answer
-        finally:
-            await close(answers)
-            call.finish(replies=received)
-            span.end()
+        size = {ATTR_CONFIG_SIZE: len(self)}
+        with CallTrace(self._telemetry, SPAN_CORRECTABLE, "correctable", info.method, size) as call:
+            answers = intercept(
+                info, stream_replies(info, reply_type, deadline, call), interceptors
+            )
+            received = 0
+            try:
+                async for answer in answers:
+                    received += answer.error is None
+                    yield answer
+            finally:
+                await close(answers)
+                call.finish(replies=received)
 
     async def multicast(
         self,
@@ -527,10 +524,8 @@ class Configuration(Sequence[Node]):
         """
         name = checked_method(method, request, None)
         entries = checked_metadata(metadata)
-        with self._telemetry.tracer.start_as_current_span(SPAN_MULTICAST) as span:
-            call = CallTrace(
-                self._telemetry, span, "multicast", name, {ATTR_CONFIG_SIZE: len(self)}
-            )
+        size = {ATTR_CONFIG_SIZE: len(self)}
+        with CallTrace(self._telemetry, SPAN_MULTICAST, "multicast", name, size) as call:
             info = CallInfo(name, request, self, entries)
             sent: list[int] = []
             if interceptors:

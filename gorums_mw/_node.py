@@ -166,8 +166,7 @@ class Node:
         name = checked_method(method, request, reply_type)
         deadline = deadline_of(timeout)
         entries = checked_metadata(metadata)
-        with self._telemetry.tracer.start_as_current_span(SPAN_RPC) as span:
-            call = CallTrace(self._telemetry, span, "rpc", name, {ATTR_PEER_ID: self.id})
+        with CallTrace(self._telemetry, SPAN_RPC, "rpc", name, {ATTR_PEER_ID: self.id}) as call:
             error: CallError | None = None
             try:
                 reply = self.send_request(
@@ -213,32 +212,30 @@ class Node:
         name = checked_method(method, request, reply_type, "server_streaming")
         deadline = deadline_of(timeout)
         entries = checked_metadata(metadata)
-        span = self._telemetry.tracer.start_span(SPAN_CORRECTABLE)
-        call = CallTrace(self._telemetry, span, "correctable", name, {ATTR_PEER_ID: self.id})
+        peer = {ATTR_PEER_ID: self.id}
         replies = Replies(STREAM_REPLY_LIMIT)
         received = 0
-        try:
-            self.send_stream(
-                name, request.SerializeToString(), call.entries(self, entries), replies, self.id
-            )
-            while True:
-                try:
-                    arrival = await replies.get(deadline)
-                except TimeoutError:
-                    return
-                if arrival is None:
-                    return
-                item = arrival[1]
-                if isinstance(item, CallError):
-                    call.node_done(self, item)
-                    raise item
-                call.node_done(self, None)
-                received += 1
-                yield decode_reply(item, reply_type, self.id)
-        finally:
-            replies.close()
-            call.finish(replies=received)
-            span.end()
+        with CallTrace(self._telemetry, SPAN_CORRECTABLE, "correctable", name, peer) as call:
+            try:
+                payload = request.SerializeToString()
+                self.send_stream(name, payload, call.entries(self, entries), replies, self.id)
+                while True:
+                    try:
+                        arrival = await replies.get(deadline)
+                    except TimeoutError:
+                        return
+                    if arrival is None:
+                        return
+                    item = arrival[1]
+                    if isinstance(item, CallError):
+                        call.node_done(self, item)
+                        raise item
+                    call.node_done(self, None)
+                    received += 1
+                    yield decode_reply(item, reply_type, self.id)
+            finally:
+                replies.close()
+                call.finish(replies=received)
 
     async def unicast(self, method: str, request: ProtoMessage, *, metadata: Entries = ()) -> bool:
         """Send ``method`` one-way to this node; never waits.
@@ -252,8 +249,9 @@ class Node:
         """
         name = checked_method(method, request, None)
         entries = checked_metadata(metadata)
-        with self._telemetry.tracer.start_as_current_span(SPAN_UNICAST) as span:
-            call = CallTrace(self._telemetry, span, "unicast", name, {ATTR_PEER_ID: self.id})
+        with CallTrace(
+            self._telemetry, SPAN_UNICAST, "unicast", name, {ATTR_PEER_ID: self.id}
+        ) as call:
             sent = self.cast(name, request.SerializeToString(), call.entries(self, entries))
             call.node_done(self, None if sent else _not_sent(self.id))
             call.finish(sent=int(sent))

@@ -27,7 +27,7 @@ from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._registrar import Cleanup
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
 from gorums_mw._stream._endpoint import StreamEndpoint
-from gorums_mw._stream._framing import BatchFraming, Framing, PlainFraming, same_bytes
+from gorums_mw._stream._framing import BatchFraming, Framing, PlainFraming
 from gorums_mw._stream._registry import HandlerRegistry
 from gorums_mw._telemetry import Telemetry
 from gorums_mw._wire import (
@@ -284,9 +284,8 @@ class OutboundManager:
         self, channel: aio.Channel, path: str, reply: type[Message] | type[Batch]
     ) -> aio.StreamStreamCall[Any, Any]:
         """Open one stream (it connects once the channel is ready)."""
-        serialize = Message.SerializeToString if reply is Message else same_bytes
         open_stream = channel.stream_stream(
-            path, request_serializer=serialize, response_deserializer=reply.FromString
+            path, request_serializer=reply.SerializeToString, response_deserializer=reply.FromString
         )
         return open_stream(None, metadata=self._metadata, wait_for_ready=True)
 

@@ -63,20 +63,14 @@ class PlainFraming:
 
 
 class BatchFraming:
-    """Several NodeStream messages per gRPC message (``gorums_mw.Batch`` on the wire).
-
-    Writes are encoded here, by concatenating each message's serialization
-    as field 1 of a ``Batch`` (what protobuf would write, without copying
-    the messages into a new ``Batch`` first): the call's request or response
-    serializer passes bytes through.
-    """
+    """Several NodeStream messages per gRPC message (``gorums_mw.Batch`` on the wire)."""
 
     __slots__ = ("_read", "_write")
 
     batch = MAX_BATCH
 
     def __init__(
-        self, read: Callable[[], Awaitable[object]], write: Callable[[bytes], Awaitable[None]]
+        self, read: Callable[[], Awaitable[object]], write: Callable[[Batch], Awaitable[None]]
     ) -> None:
         self._read = read
         self._write = write
@@ -88,29 +82,4 @@ class BatchFraming:
 
     async def write(self, messages: Sequence[Message]) -> None:
         """Send ``messages`` as one batch."""
-        await self._write(encode_batch(messages))
-
-
-def encode_batch(messages: Sequence[Message]) -> bytes:
-    """The serialized ``Batch`` of ``messages``."""
-    parts = []
-    for message in messages:
-        data = message.SerializeToString()
-        parts.append(b"\x0a")  # field 1, length-delimited
-        parts.append(_varint(len(data)))
-        parts.append(data)
-    return b"".join(parts)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def same_bytes(data: bytes) -> bytes:
-    """The serializer of an already encoded batch."""
-    return data
+        await self._write(Batch(messages=messages))

@@ -17,7 +17,7 @@ from gorums_mw._peer import bind_peer
 from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import StreamEndpoint
-from gorums_mw._stream._framing import BatchFraming, Framing, PlainFraming, same_bytes
+from gorums_mw._stream._framing import BatchFraming, Framing, PlainFraming
 from gorums_mw._wire import BATCHED_NODE_STREAM_SERVICE, NODE_STREAM_SERVICE
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def add_node_stream_service(
         batched = grpc.stream_stream_rpc_method_handler(
             batched_node_stream,
             request_deserializer=Batch.FromString,
-            response_serializer=same_bytes,
+            response_serializer=Batch.SerializeToString,
         )
         handlers.append(
             grpc.method_handlers_generic_handler(

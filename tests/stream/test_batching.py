@@ -23,7 +23,6 @@ from gorums_mw import (
 from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import StreamEndpoint
-from gorums_mw._stream._framing import encode_batch, same_bytes
 from gorums_mw._wire import BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import LocalReplicas, free_ports
@@ -122,7 +121,7 @@ async def test_garbage_ends_that_stream_only_with_the_same_status(path: str) -> 
     async with LocalReplicas(1, setup) as replicas:
         address = replicas[1].address
         async with aio.insecure_channel(address) as channel:
-            raw = channel.stream_stream(path, request_serializer=same_bytes)()
+            raw = channel.stream_stream(path)()  # bytes as they are
             await raw.write(
                 b"\x0a\xff\xff\xff\xff"
             )  # a truncated field: neither a Message nor a Batch
@@ -132,19 +131,14 @@ async def test_garbage_ends_that_stream_only_with_the_same_status(path: str) -> 
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "malformed NodeStream message" in (info.value.details() or "")
             # Another stream on the same connection still works, in either form.
-            good = channel.stream_stream(path, request_serializer=same_bytes)(
-                metadata=((GORUMS_ADDR_KEY, "127.0.0.1:1"),)
-            )
+            good = channel.stream_stream(path)(metadata=((GORUMS_ADDR_KEY, "127.0.0.1:1"),))
             request = Message(
                 message_seq_no=1,
                 method=SAY,
                 payload=echo_pb2.EchoRequest(text="ok").SerializeToString(),
             )
-            data = (
-                encode_batch([request])
-                if path == BATCHED_NODE_STREAM_PATH
-                else request.SerializeToString()
-            )
+            batched = path == BATCHED_NODE_STREAM_PATH
+            data = (Batch(messages=[request]) if batched else request).SerializeToString()
             await good.write(data)
             reply = await asyncio.wait_for(good.read(), 5)
             good.cancel()
