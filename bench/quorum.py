@@ -152,6 +152,7 @@ class Sample:
     latencies: list[float]
     coordinator_us: float  # coordinator CPU per quorum call
     replicas_us: float  # CPU of all replicas per quorum call
+    batch: float = 1.0  # NodeStream messages per gRPC message the coordinator wrote
 
 
 @dataclass
@@ -165,6 +166,7 @@ async def load(
     replicas: Sequence[Child],
     warmup: float,
     seconds: float,
+    streams: Sequence[StreamEndpoint] = (),
 ) -> Sample:
     latencies: list[float] = []
     recording = False
@@ -181,15 +183,18 @@ async def load(
     try:
         await asyncio.sleep(warmup)
         r0, c0, t0 = sum(r.cpu() for r in replicas), own_cpu(), time.perf_counter()
+        w0, m0 = sum(s.writes for s in streams), sum(s.sent for s in streams)
         recording = True
         await asyncio.sleep(seconds)
         recording = False
         r1, c1, t1 = sum(r.cpu() for r in replicas), own_cpu(), time.perf_counter()
+        w1, m1 = sum(s.writes for s in streams), sum(s.sent for s in streams)
     finally:
         running = False
         await asyncio.gather(*workers)
     n = max(1, len(latencies))
-    return Sample(n / (t1 - t0), latencies, (c1 - c0) / n * 1e6, (r1 - r0) / n * 1e6)
+    batch = (m1 - m0) / max(1, w1 - w0)
+    return Sample(n / (t1 - t0), latencies, (c1 - c0) / n * 1e6, (r1 - r0) / n * 1e6, batch)
 
 
 async def drive(rounds: int, seconds: float) -> None:
@@ -245,6 +250,10 @@ async def run_rounds(
 ) -> Results:
     results = Results()
     warmup = min(0.2, seconds / 3)
+    streams: dict[str, list[StreamEndpoint]] = {}
+
+    def endpoints(config: Configuration) -> list[StreamEndpoint]:
+        return [n.channel for n in config if isinstance(n.channel, StreamEndpoint)]
 
     def calls(size: int) -> dict[str, Callable[[], Awaitable[object]]]:
         wanted = set(range(COORDINATOR + 1, COORDINATOR + 1 + size))
@@ -257,6 +266,14 @@ async def run_rounds(
             isinstance(n.channel, StreamEndpoint) and n.channel.batched for n in unbatched
         )
         chosen = stubs[:size]
+        streams.update(
+            {
+                "plain": [],
+                "unbatched": endpoints(unbatched),
+                "batched": endpoints(batching),
+                "inbound": endpoints(inbound),
+            }
+        )
         return {
             "plain": lambda: plain_quorum(chosen, PAYLOAD),
             "unbatched": lambda: unbatched.quorum_call(SAY_METHOD, PAYLOAD, Payload),
@@ -270,7 +287,9 @@ async def run_rounds(
             for concurrency in CONCURRENCY:
                 shift = (index + size + concurrency) % len(VARIANTS)
                 for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-                    sample = await load(fns[variant], concurrency, children, warmup, seconds)
+                    sample = await load(
+                        fns[variant], concurrency, children, warmup, seconds, streams[variant]
+                    )
                     results.samples.setdefault((size, concurrency, variant), []).append(sample)
         print(f"round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
     return results
@@ -305,6 +324,7 @@ def report(results: Results) -> None:
                         p99 / percentile(plain_latencies, 0.99),
                         median([s.coordinator_us for s in samples]),
                         median([s.replicas_us for s in samples]),
+                        f"{median([s.batch for s in samples]):.1f}",
                     ]
                 )
     print_table(
@@ -321,6 +341,7 @@ def report(results: Results) -> None:
             "p99 x plain",
             "coordinator CPU µs/call",
             "replicas CPU µs/call",
+            "messages per write",
         ],
         rows,
     )
