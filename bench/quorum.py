@@ -23,7 +23,11 @@ The coordinator measures, for 3 and 5 replicas and 1 and 64 calls in flight:
   server calls back to the replicas over the (batched) streams they opened.
 
 The batched rows also give the mean batch size: NodeStream messages per
-gRPC message the coordinator wrote.
+gRPC message the coordinator wrote. When the Go peer is there
+(``GORUMS_GO_PEER``, or ``../shared/interop/go-peer/gorums-go-peer``), a
+``Go`` row runs stock Go Gorums in the same rounds: five Go servers and Go's
+``bench`` client (``WriteQC``, a 16-byte value, majority); its latencies are
+the Go client's own, its CPU that of the client process and the servers.
 
 Rounds alternate the variants in rotating order; throughput ratios are taken
 against ``plain`` in the same round (median over rounds), latencies pooled.
@@ -34,15 +38,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import grpc
 from grpc import aio
 
+from bench import interop
 from bench._common import (
     PAYLOAD,
     SAY_METHOD,
@@ -152,7 +160,9 @@ class Sample:
     latencies: list[float]
     coordinator_us: float  # coordinator CPU per quorum call
     replicas_us: float  # CPU of all replicas per quorum call
-    batch: float = 1.0  # NodeStream messages per gRPC message the coordinator wrote
+    batch: float | None = None  # NodeStream messages per gRPC message the coordinator wrote
+    p50: float | None = None  # set when the client measured its own (the Go peer)
+    p99: float | None = None
 
 
 @dataclass
@@ -193,7 +203,7 @@ async def load(
         running = False
         await asyncio.gather(*workers)
     n = max(1, len(latencies))
-    batch = (m1 - m0) / max(1, w1 - w0)
+    batch = (m1 - m0) / max(1, w1 - w0) if streams else None
     return Sample(n / (t1 - t0), latencies, (c1 - c0) / n * 1e6, (r1 - r0) / n * 1e6, batch)
 
 
@@ -227,7 +237,14 @@ async def drive(rounds: int, seconds: float) -> None:
         for stub in stubs:  # connect before measuring
             await stub(PAYLOAD)
         try:
-            results = await run_rounds(rounds, seconds, dialer, batched, manager, stubs, children)
+            go = GoPeer.start() if GoPeer.available() else None
+            try:
+                results = await run_rounds(
+                    rounds, seconds, dialer, batched, manager, stubs, children, go
+                )
+            finally:
+                if go is not None:
+                    go.stop()
         finally:
             await dialer.stop()
             await batched.stop()
@@ -247,6 +264,7 @@ async def run_rounds(
     manager: InboundManager,
     stubs: Sequence[UnaryCall],
     children: Sequence[Child],
+    go: GoPeer | None,
 ) -> Results:
     results = Results()
     warmup = min(0.2, seconds / 3)
@@ -291,8 +309,58 @@ async def run_rounds(
                         fns[variant], concurrency, children, warmup, seconds, streams[variant]
                     )
                     results.samples.setdefault((size, concurrency, variant), []).append(sample)
+                if go is not None:
+                    sample = await asyncio.to_thread(go.measure, size, concurrency, seconds)
+                    results.samples.setdefault((size, concurrency, "Go"), []).append(sample)
         print(f"round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
     return results
+
+
+class GoPeer:
+    """Stock Go Gorums for comparison: five ``gorums-go-peer server`` processes, and
+    its ``bench`` client (``WriteQC``, a 16-byte value, majority) run per measurement."""
+
+    def __init__(self, path: Path, servers: list[Child]) -> None:
+        self.path = path
+        self.servers = servers
+
+    @staticmethod
+    def available() -> bool:
+        path = os.environ.get("GORUMS_GO_PEER") or str(interop.DEFAULT_GO_PEER)
+        return Path(path).is_file()
+
+    @classmethod
+    def start(cls) -> GoPeer:
+        path = interop.go_peer_path(None)
+        return cls(path, [interop.spawn_go(path, i) for i in range(1, REPLICAS + 1)])
+
+    def measure(self, size: int, concurrency: int, seconds: float) -> Sample:
+        addrs = ",".join(child.info["addr"] for child in self.servers[:size])
+        s0 = sum(child.cpu() for child in self.servers)
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = interop.measure([str(self.path), "bench", "--addrs", addrs], concurrency, seconds)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        s1 = sum(child.cpu() for child in self.servers)
+        calls = max(1.0, result.rate * (seconds + 0.5))  # its bench warms up for 0.5 s
+        client = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
+        return Sample(
+            result.rate,
+            [],
+            client / calls * 1e6,
+            (s1 - s0) / calls * 1e6,
+            None,
+            result.p50_ms / 1e3,
+            result.p99_ms / 1e3,
+        )
+
+    def stop(self) -> None:
+        for child in self.servers:
+            child.stop()
+
+
+def _batch_size(samples: Sequence[Sample]) -> str:
+    sizes = [s.batch for s in samples if s.batch is not None]
+    return f"{median(sizes):.1f}" if sizes else "-"
 
 
 def _batched(node: Node) -> bool:
@@ -305,12 +373,23 @@ def report(results: Results) -> None:
     for size in SIZES:
         for concurrency in CONCURRENCY:
             plain = results.samples[(size, concurrency, "plain")]
-            for variant in VARIANTS:
-                samples = results.samples[(size, concurrency, variant)]
+            for variant in (*VARIANTS, "Go"):
+                samples = results.samples.get((size, concurrency, variant), [])
+                if not samples:
+                    continue
                 ratios = [s.rate / p.rate for s, p in zip(samples, plain, strict=True)]
                 latencies = sorted(x for s in samples for x in s.latencies)
                 plain_latencies = sorted(x for s in plain for x in s.latencies)
-                p99 = percentile(latencies, 0.99)
+                p50 = (
+                    percentile(latencies, 0.50)
+                    if latencies
+                    else median([s.p50 or 0.0 for s in samples])
+                )
+                p99 = (
+                    percentile(latencies, 0.99)
+                    if latencies
+                    else median([s.p99 or 0.0 for s in samples])
+                )
                 rows.append(
                     [
                         size,
@@ -319,12 +398,12 @@ def report(results: Results) -> None:
                         median([s.rate for s in samples]),
                         median(ratios),
                         spread(ratios),
-                        percentile(latencies, 0.50) * 1e3,
+                        p50 * 1e3,
                         p99 * 1e3,
                         p99 / percentile(plain_latencies, 0.99),
                         median([s.coordinator_us for s in samples]),
                         median([s.replicas_us for s in samples]),
-                        f"{median([s.batch for s in samples]):.1f}",
+                        _batch_size(samples),
                     ]
                 )
     print_table(

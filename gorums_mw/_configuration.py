@@ -341,10 +341,12 @@ class Configuration(Sequence[Node]):
         ) as call:
             if interceptors:
                 info = CallInfo(name, request, self, entries)
-                answers = intercept(
-                    info, unary_replies(info, reply_type, deadline, timeout, call), interceptors
-                )
-                result, replies, errors = await decide_answers(answers, decide)
+                source = unary_replies(info, reply_type, deadline, timeout, call)
+                try:
+                    answers = intercept(info, source, interceptors)
+                    result, replies, errors = await decide_answers(answers, decide)
+                finally:
+                    await source.aclose()
             else:
                 result, replies, errors = await collect(
                     self._nodes,
@@ -397,9 +399,8 @@ class Configuration(Sequence[Node]):
         size = {ATTR_CONFIG_SIZE: len(self)}
         with CallTrace(self._telemetry, SPAN_QUORUM_CALL, "replies", name, size) as call:
             info = CallInfo(name, request, self, entries)
-            answers = intercept(
-                info, unary_replies(info, reply_type, deadline, timeout, call), interceptors
-            )
+            source = unary_replies(info, reply_type, deadline, timeout, call)
+            answers = intercept(info, source, interceptors)
             received = 0
             try:
                 async for answer in answers:
@@ -408,6 +409,7 @@ class Configuration(Sequence[Node]):
                         yield answer
             finally:
                 await close(answers)
+                await source.aclose()
                 call.finish(replies=received)
 
     @overload
@@ -487,9 +489,8 @@ class Configuration(Sequence[Node]):
     ) -> AsyncGenerator[NodeReply[R], None]:
         size = {ATTR_CONFIG_SIZE: len(self)}
         with CallTrace(self._telemetry, SPAN_CORRECTABLE, "correctable", info.method, size) as call:
-            answers = intercept(
-                info, stream_replies(info, reply_type, deadline, call), interceptors
-            )
+            source = stream_replies(info, reply_type, deadline, call)
+            answers = intercept(info, source, interceptors)
             received = 0
             try:
                 async for answer in answers:
@@ -497,6 +498,7 @@ class Configuration(Sequence[Node]):
                     yield answer
             finally:
                 await close(answers)
+                await source.aclose()
                 call.finish(replies=received)
 
     async def multicast(

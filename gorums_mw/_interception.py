@@ -7,7 +7,9 @@ can give each node its own request (``call.map_request``, before it starts
 iterating), drop or rewrite replies, and end the call early (by returning).
 Interceptors compose in order: the first given is the innermost, so the last
 one sees what all the others made of the replies. Nothing is sent until the
-outermost one starts iterating.
+outermost one starts iterating. When the call ends, the replies the first
+interceptor wrapped are closed (outstanding requests are given up), even if
+an interceptor returned without closing what it wraps.
 """
 
 from __future__ import annotations
