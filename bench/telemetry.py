@@ -11,7 +11,9 @@ For each variant it measures
   ``PeerIdentityInterceptor`` (the per-RPC identification path): calls/s.
 
 Variants: ``no SDK`` (opentelemetry-api only: non-recording spans, no-op
-instruments), ``SDK, sampler off`` (``ALWAYS_OFF``, a metric reader),
+instruments), ``SDK traces, sampler off`` (an SDK ``TracerProvider`` with
+``ALWAYS_OFF``, no-op instruments), ``SDK metrics`` (no-op tracer, an SDK
+``MeterProvider`` with a reader), ``SDK, sampler off`` (both of those),
 ``SDK on`` (every span sampled and exported to a discarding exporter, a
 metric reader), and ``interceptor`` (no SDK, plus one pass-through call
 interceptor, to show what an unused option costs: nothing, and a used one).
@@ -50,7 +52,14 @@ from bench._common import (
 from gorums_mw import GORUMS_ADDR_KEY, CallInfo, Configuration, NodeReply, System
 from gorums_mw.testing import LocalReplicas
 
-VARIANTS: Final = ("no SDK", "SDK, sampler off", "SDK on", "interceptor")
+VARIANTS: Final = (
+    "no SDK",
+    "SDK traces, sampler off",
+    "SDK metrics",
+    "SDK, sampler off",
+    "SDK on",
+    "interceptor",
+)
 CONCURRENCY: Final = (1, 64)
 
 
@@ -64,13 +73,16 @@ class Discard(SpanExporter):
         pass
 
 
-def providers(variant: str) -> tuple[trace.TracerProvider | None, metrics.MeterProvider | None]:
-    if variant in ("no SDK", "interceptor"):
-        return trace.NoOpTracerProvider(), metrics.NoOpMeterProvider()
-    sampler = ALWAYS_OFF if variant == "SDK, sampler off" else ALWAYS_ON
-    tracer_provider = TracerProvider(sampler=sampler)
-    tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
-    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
+def providers(variant: str) -> tuple[trace.TracerProvider, metrics.MeterProvider]:
+    tracer_provider: trace.TracerProvider = trace.NoOpTracerProvider()
+    meter_provider: metrics.MeterProvider = metrics.NoOpMeterProvider()
+    if variant in ("SDK traces, sampler off", "SDK, sampler off", "SDK on"):
+        sdk_tracer = TracerProvider(sampler=ALWAYS_ON if variant == "SDK on" else ALWAYS_OFF)
+        sdk_tracer.add_span_processor(BatchSpanProcessor(Discard()))
+        tracer_provider = sdk_tracer
+    if variant in ("SDK metrics", "SDK, sampler off", "SDK on"):
+        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return tracer_provider, meter_provider
 
 
 def setup(system: System) -> None:
