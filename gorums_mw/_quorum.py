@@ -164,8 +164,11 @@ async def collect(
         if future is not None:
             future.add_done_callback(functools.partial(collector.on_reply, node))
     try:
-        async with asyncio.timeout_at(deadline):
+        if deadline is None:  # no timeout scope to set up (it costs per call)
             await collector.done
+        else:
+            async with asyncio.timeout_at(deadline):
+                await collector.done
     except TimeoutError:
         collector.time_out(nodes, futures, timeout)
     finally:
