@@ -347,9 +347,9 @@ class StreamEndpoint:
                 reply.set_exception(self._unavailable())
 
     async def _read_loop(self, framing: Framing) -> None:
-        receive = self._receive
+        receive, read, unpack = self._receive, framing.read, framing.unpack
         try:
-            while (messages := await framing.read()) is not None:
+            while (messages := unpack(await read())) is not None:
                 for message in messages:
                     receive(message)
         except DecodeError as exc:

@@ -23,18 +23,27 @@ MAX_BATCH: Final = 256
 
 
 class Framing(Protocol):
-    """Reads and writes a stream's messages, one gRPC message at a time."""
+    """Reads and writes a stream's messages, one gRPC message at a time.
+
+    ``read`` is the stream's own read and ``write`` returns the stream's own
+    write: no coroutine of ours per gRPC message.
+    """
 
     @property
     def batch(self) -> int:
         """The most messages one write carries."""
         ...
 
-    async def read(self) -> Sequence[Message] | None:
-        """The messages of the next gRPC message; None when the stream has ended."""
+    @property
+    def read(self) -> Callable[[], Awaitable[object]]:
+        """Receive the next gRPC message (anything else at the end); ``unpack`` it."""
         ...
 
-    async def write(self, messages: Sequence[Message]) -> None:
+    def unpack(self, received: object) -> Sequence[Message] | None:
+        """The messages of what ``read`` returned; None when the stream has ended."""
+        ...
+
+    def write(self, messages: Sequence[Message]) -> Awaitable[None]:
         """Send ``messages`` (at most ``batch`` of them) as one gRPC message."""
         ...
 
@@ -42,44 +51,44 @@ class Framing(Protocol):
 class PlainFraming:
     """One NodeStream message per gRPC message (``stream.Message`` on the wire)."""
 
-    __slots__ = ("_read", "_write")
+    __slots__ = ("_write", "read")
 
     batch = 1
 
     def __init__(
         self, read: Callable[[], Awaitable[object]], write: Callable[[Message], Awaitable[None]]
     ) -> None:
-        self._read = read
+        self.read = read
         self._write = write
 
-    async def read(self) -> Sequence[Message] | None:
-        """The next message, or None at the end (``grpc.aio.EOF``)."""
-        message = await self._read()
-        return (message,) if isinstance(message, Message) else None
+    @staticmethod
+    def unpack(received: object) -> Sequence[Message] | None:
+        """The message, or None at the end (``grpc.aio.EOF``)."""
+        return (received,) if isinstance(received, Message) else None
 
-    async def write(self, messages: Sequence[Message]) -> None:
+    def write(self, messages: Sequence[Message]) -> Awaitable[None]:
         """Send the one message."""
-        await self._write(messages[0])
+        return self._write(messages[0])
 
 
 class BatchFraming:
     """Several NodeStream messages per gRPC message (``gorums_mw.Batch`` on the wire)."""
 
-    __slots__ = ("_read", "_write")
+    __slots__ = ("_write", "read")
 
     batch = MAX_BATCH
 
     def __init__(
         self, read: Callable[[], Awaitable[object]], write: Callable[[Batch], Awaitable[None]]
     ) -> None:
-        self._read = read
+        self.read = read
         self._write = write
 
-    async def read(self) -> Sequence[Message] | None:
-        """The messages of the next batch, or None at the end."""
-        batch = await self._read()
-        return batch.messages if isinstance(batch, Batch) else None
+    @staticmethod
+    def unpack(received: object) -> Sequence[Message] | None:
+        """The messages of the batch, or None at the end."""
+        return received.messages if isinstance(received, Batch) else None
 
-    async def write(self, messages: Sequence[Message]) -> None:
+    def write(self, messages: Sequence[Message]) -> Awaitable[None]:
         """Send ``messages`` as one batch."""
-        await self._write(Batch(messages=messages))
+        return self._write(Batch(messages=messages))
