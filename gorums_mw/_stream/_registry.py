@@ -27,6 +27,7 @@ from gorums_mw._telemetry import (
     rpc_attributes,
     rpc_span_name,
 )
+from gorums_mw.proto import gorums_pb2
 
 _log = logging.getLogger("gorums_mw")
 
@@ -398,8 +399,9 @@ async def _stream(result: object, reply: Callable[[Any], None]) -> None:
             reply(response)
 
 
-_ONE_WAY_OPTIONS = frozenset({50002, 50003})
-"""The numbers of gorums.proto's ``unicast`` and ``multicast`` method options."""
+_ONE_WAY_OPTIONS = frozenset({gorums_pb2.unicast.number, gorums_pb2.multicast.number})
+"""gorums.proto's ``unicast`` and ``multicast`` method options, by number (a
+method's options may come from another copy of gorums.proto's module)."""
 
 
 def _declared_one_way(name: str) -> bool:

@@ -27,18 +27,16 @@ from dataclasses import dataclass
 from google.protobuf import descriptor_pb2
 
 from gorums_mw.codegen._calltypes import CallType
+from gorums_mw.proto import gorums_pb2
 
-# The extension numbers of gorums.proto (upstream's; fixed on the wire).
-RPC_OPTION = 50001
-UNICAST_OPTION = 50002
-MULTICAST_OPTION = 50003
-QUORUMCALL_OPTION = 50004
-_OPTION_NAMES = {
-    RPC_OPTION: "rpc",
-    UNICAST_OPTION: "unicast",
-    MULTICAST_OPTION: "multicast",
-    QUORUMCALL_OPTION: "quorumcall",
-}
+_OPTIONS = (gorums_pb2.rpc, gorums_pb2.unicast, gorums_pb2.multicast, gorums_pb2.quorumcall)
+"""gorums.proto's method options (importing ``gorums_pb2`` registers them, so
+the request's method options parse them as extensions)."""
+RPC_OPTION = gorums_pb2.rpc.number
+UNICAST_OPTION = gorums_pb2.unicast.number
+MULTICAST_OPTION = gorums_pb2.multicast.number
+QUORUMCALL_OPTION = gorums_pb2.quorumcall.number
+_OPTION_NAMES = {option.number: option.name for option in _OPTIONS}
 
 RESERVED = frozenset({"config", "node", "replies", "int", "float", "bool", "dict", "tuple"})
 """Names a method may not have: members of the generated classes, and the
@@ -209,45 +207,8 @@ def call_type(method: descriptor_pb2.MethodDescriptorProto) -> CallType:
 
 
 def _options(options: descriptor_pb2.MethodOptions) -> Iterator[int]:
-    """The gorums options set to true, by field number.
-
-    Read from the serialized options, so the generator needs no registered
-    extension: protoc sends custom options as ordinary fields of
-    ``MethodOptions``, a varint each for gorums' bools.
-    """
-    data = options.SerializeToString()
-    values: dict[int, bool] = {}
-    position = 0
-    while position < len(data):
-        key, position = _varint(data, position)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, position = _varint(data, position)
-            if number in _OPTION_NAMES:
-                values[number] = value != 0  # the last one wins, as protobuf parsing
-        elif wire_type == 1:
-            position += 8
-        elif wire_type == 2:
-            length, position = _varint(data, position)
-            position += length
-        elif wire_type == 5:
-            position += 4
-        else:  # groups: not in MethodOptions' own fields, nor gorums'
-            raise GenerationError(f"cannot read method options (wire type {wire_type})")
-    return (number for number, value in values.items() if value)
-
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if position >= len(data):
-            raise GenerationError("cannot read method options (truncated)")
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
+    """The gorums options set to true, by field number."""
+    return (option.number for option in _OPTIONS if options.Extensions[option])
 
 
 def _check_name(name: str) -> None:
