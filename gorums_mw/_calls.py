@@ -83,6 +83,19 @@ def decode_reply(message: Message, reply_type: type[R], node_id: int) -> R:
         raise CallError(grpc.StatusCode.INTERNAL, f"bad reply payload: {exc}", node_id) from exc
 
 
+def reply_or_error(
+    future: asyncio.Future[Message], reply_type: type[R], node_id: int
+) -> tuple[R, None] | tuple[None, CallError]:
+    """A settled, not cancelled reply future as the node's reply, or as its error."""
+    failure = future.exception()
+    if failure is not None:
+        return None, as_call_error(failure, node_id)
+    try:
+        return decode_reply(future.result(), reply_type, node_id), None
+    except CallError as bad_reply:
+        return None, bad_reply
+
+
 def as_call_error(error: BaseException, node_id: int) -> CallError:
     """``error`` as a node's ``CallError`` (``UNKNOWN`` for anything unexpected)."""
     if isinstance(error, CallError):

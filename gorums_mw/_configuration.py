@@ -220,8 +220,7 @@ class Configuration(Sequence[Node]):
             value = key(node)
             return (value is None) != reverse, value if value is not None else 0
 
-        ordered = sorted(self._nodes, key=total, reverse=reverse)
-        return Configuration._sorted(tuple(ordered), self._telemetry, self._lookup)
+        return self._derive(sorted(self._nodes, key=total, reverse=reverse))
 
     def without_errors(self, error: QuorumCallError, *codes: grpc.StatusCode) -> Configuration:
         """This configuration without the nodes that failed the quorum call ``error`` reports.
@@ -395,22 +394,20 @@ class Configuration(Sequence[Node]):
         """
         name = checked_method(method, request, reply_type)
         deadline = deadline_of(timeout)
-        entries = checked_metadata(metadata)
-        size = {ATTR_CONFIG_SIZE: len(self)}
-        with CallTrace(self._telemetry, SPAN_QUORUM_CALL, "replies", name, size) as call:
-            info = CallInfo(name, request, self, entries)
-            source = unary_replies(info, reply_type, deadline, timeout, call)
-            answers = intercept(info, source, interceptors)
-            received = 0
-            try:
-                async for answer in answers:
-                    received += answer.error is None
-                    if answer.error is None or not ignore_errors:
-                        yield answer
-            finally:
-                await close(answers)
-                await source.aclose()
-                call.finish(replies=received)
+        info = CallInfo(name, request, self, checked_metadata(metadata))
+        answers = self._answers(
+            SPAN_QUORUM_CALL,
+            "replies",
+            info,
+            lambda call: unary_replies(info, reply_type, deadline, timeout, call),
+            interceptors,
+        )
+        try:
+            async for answer in answers:
+                if answer.error is None or not ignore_errors:
+                    yield answer
+        finally:
+            await answers.aclose()
 
     @overload
     def correctable(
@@ -475,22 +472,31 @@ class Configuration(Sequence[Node]):
         deadline = deadline_of(timeout)
         entries = checked_metadata(metadata)
         info = CallInfo(name, request, self, entries)
-        arrivals = self._correctable(info, reply_type, deadline, interceptors)
+        arrivals = self._answers(
+            SPAN_CORRECTABLE,
+            "correctable",
+            info,
+            lambda call: stream_replies(info, reply_type, deadline, call),
+            interceptors,
+        )
         if quorum_function is None:
             return without_errors(arrivals) if ignore_errors else arrivals
         return improving(arrivals, quorum_function)
 
-    async def _correctable(
+    async def _answers(
         self,
+        span: str,
+        kind: str,
         info: CallInfo[Q],
-        reply_type: type[R],
-        deadline: float | None,
+        source: Callable[[CallTrace], AsyncGenerator[NodeReply[R], None]],
         interceptors: Sequence[QuorumInterceptor[Q, R]],
     ) -> AsyncGenerator[NodeReply[R], None]:
+        """The answers of a call that yields them (``replies``, ``correctable``):
+        ``source``'s, through the interceptors, recorded as one traced call."""
         size = {ATTR_CONFIG_SIZE: len(self)}
-        with CallTrace(self._telemetry, SPAN_CORRECTABLE, "correctable", info.method, size) as call:
-            source = stream_replies(info, reply_type, deadline, call)
-            answers = intercept(info, source, interceptors)
+        with CallTrace(self._telemetry, span, kind, info.method, size) as call:
+            replies = source(call)
+            answers = intercept(info, replies, interceptors)
             received = 0
             try:
                 async for answer in answers:
@@ -498,7 +504,7 @@ class Configuration(Sequence[Node]):
                     yield answer
             finally:
                 await close(answers)
-                await source.aclose()
+                await replies.aclose()
                 call.finish(replies=received)
 
     async def multicast(

@@ -269,10 +269,7 @@ class Node:
             CallError: ``UNAVAILABLE`` when the node is not connected,
                 ``RESOURCE_EXHAUSTED`` when the request is too large.
         """
-        channel = self._channel
-        if channel is None or channel.closed:
-            raise CallError(grpc.StatusCode.UNAVAILABLE, "node is not connected", self.id)
-        return channel.call(method, payload, entries)
+        return self._connected_channel().call(method, payload, entries)
 
     def send_stream(
         self, method: str, payload: bytes, entries: Entries, replies: Replies, key: int
@@ -282,10 +279,13 @@ class Node:
         Raises:
             CallError: as ``send_request``.
         """
+        self._connected_channel().call_stream(method, payload, entries, replies, key)
+
+    def _connected_channel(self) -> Channel:
         channel = self._channel
         if channel is None or channel.closed:
             raise CallError(grpc.StatusCode.UNAVAILABLE, "node is not connected", self.id)
-        channel.call_stream(method, payload, entries, replies, key)
+        return channel
 
     def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
         """Send a one-way request if there is room now; return whether it was sent."""

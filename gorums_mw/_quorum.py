@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Generic
+from typing import Generic, cast
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
@@ -16,8 +16,7 @@ from gorums_mw._calls import (
     NodeReply,
     QuorumFunction,
     R,
-    as_call_error,
-    decode_reply,
+    reply_or_error,
     timed_out,
 )
 from gorums_mw._errors import CallError
@@ -98,17 +97,12 @@ class Quorum(Generic[R]):
     def on_reply(self, node: Node, future: asyncio.Future[Message]) -> None:
         if self.done.done() or future.cancelled():
             return
-        error = future.exception()
+        reply, error = reply_or_error(future, self.reply_type, node.id)
         if error is not None:
-            self.fail(node, as_call_error(error, node.id))
-            return
-        try:
-            reply = decode_reply(future.result(), self.reply_type, node.id)
-        except CallError as call_error:
-            self.fail(node, call_error)
+            self.fail(node, error)
             return
         self.call.node_done(node, None)
-        self.replies[node.id] = reply
+        self.replies[node.id] = cast(R, reply)
         result = self.decide(self.replies)
         if result is not None:
             self.result = result

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from google.protobuf.message import Message as ProtoMessage
 
 from gorums_mw._call_trace import CallTrace
-from gorums_mw._calls import NodeReply, QuorumFunction, R, as_call_error, decode_reply, timed_out
+from gorums_mw._calls import NodeReply, QuorumFunction, R, decode_reply, reply_or_error, timed_out
 from gorums_mw._errors import CallError
 from gorums_mw._interception import CallInfo
 from gorums_mw._node import STREAM_REPLY_LIMIT, Node
@@ -183,16 +183,6 @@ def _queue_reply(
 ) -> None:
     if future.cancelled():
         return
-    failure = future.exception()
-    if failure is None:
-        try:
-            value = decode_reply(future.result(), reply_type, node.id)
-        except CallError as bad_reply:
-            failure = bad_reply
-        else:
-            call.node_done(node, None)
-            arrivals.put_nowait(NodeReply(node.id, value, None))
-            return
-    error = as_call_error(failure, node.id)
+    reply, error = reply_or_error(future, reply_type, node.id)
     call.node_done(node, error)
-    arrivals.put_nowait(NodeReply(node.id, None, error))
+    arrivals.put_nowait(NodeReply(node.id, reply, error))

@@ -69,12 +69,27 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
     return asyncio._get_running_loop()
 
 
-def other_loop_error(what: str) -> RuntimeError:
-    """The error for a call made outside the event loop that runs ``what``."""
-    return RuntimeError(
-        f"{what} runs on another event loop: make calls from the loop that started it"
-        " (from another thread, use asyncio.run_coroutine_threadsafe)"
-    )
+def calling_loop(bound: asyncio.AbstractEventLoop | None, what: str) -> asyncio.AbstractEventLoop:
+    """The running loop, which must be ``bound`` (when ``what`` is bound to one).
+
+    Raises:
+        RuntimeError: no loop runs in this thread, or another one than ``bound``.
+    """
+    loop = running_loop()
+    if loop is None or (bound is not None and loop is not bound):
+        raise RuntimeError(
+            f"{what} runs on another event loop: make calls from the loop that started it"
+            " (from another thread, use asyncio.run_coroutine_threadsafe)"
+        )
+    return loop
+
+
+def request_message(msg_id: int, method: str, payload: bytes, entries: Entries) -> Message:
+    """A NodeStream request carrying ``entries`` as its metadata."""
+    message = Message(message_seq_no=msg_id, method=method, payload=payload)
+    if entries:
+        message.entry.extend(MetadataEntry(key=k, value=v) for k, v in entries)
+    return message
 
 
 class StreamEndpoint:
@@ -200,7 +215,7 @@ class StreamEndpoint:
         """
         loop = self._check_loop()
         msg_id = next(self._ids)
-        message = self._message(msg_id, method, payload, entries)
+        message = request_message(msg_id, method, payload, entries)
         size = self._check_size(message, "request")
         reply: asyncio.Future[Message] = loop.create_future()
         self._pending[msg_id] = reply
@@ -221,7 +236,7 @@ class StreamEndpoint:
         """
         loop = self._check_loop()
         msg_id = next(self._ids)
-        message = self._message(msg_id, method, payload, entries)
+        message = request_message(msg_id, method, payload, entries)
         size = self._check_size(message, "request")
         owner: asyncio.Future[None] = loop.create_future()
         self._pending[msg_id] = StreamCall(replies, key, owner)
@@ -241,26 +256,16 @@ class StreamEndpoint:
             RuntimeError: called outside the stream's event loop.
         """
         self._check_loop()
-        message = self._message(next(self._ids), method, payload, entries)
+        message = request_message(next(self._ids), method, payload, entries)
         message.entry.append(_ONE_WAY_ENTRY)
         size = self._check_size(message, "request")
         return self._queue.offer(message, size + QUEUED_OVERHEAD)
 
     def _check_loop(self) -> asyncio.AbstractEventLoop:
-        loop = running_loop()
-        if loop is None or (self._loop is not None and loop is not self._loop):
-            raise other_loop_error(f"the stream to node {self.peer.id}")
-        self._loop = loop
+        loop = self._loop = calling_loop(self._loop, f"the stream to node {self.peer.id}")
         if self._closed:
             raise self._unavailable()
         return loop
-
-    @staticmethod
-    def _message(msg_id: int, method: str, payload: bytes, entries: Entries) -> Message:
-        message = Message(message_seq_no=msg_id, method=method, payload=payload)
-        if entries:
-            message.entry.extend(MetadataEntry(key=k, value=v) for k, v in entries)
-        return message
 
     def _check_size(self, message: Message, what: str) -> int:
         size = message.ByteSize()

@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from gorums_mw._peer import Peer
-from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
-from gorums_mw._stream._endpoint import Entries, other_loop_error, running_loop
+from gorums_mw._proto.stream_pb2 import Message
+from gorums_mw._stream._endpoint import Entries, calling_loop, request_message
 from gorums_mw._stream._registry import HandlerRegistry, Send
 from gorums_mw._stream._replies import Replies
 from gorums_mw._telemetry import Telemetry
@@ -76,10 +76,7 @@ class LocalChannel:
         return True
 
     def _check_loop(self) -> asyncio.AbstractEventLoop:
-        loop = running_loop()
-        if loop is None or (self._loop is not None and loop is not self._loop):
-            raise other_loop_error(f"node {self._peer.id}")
-        return loop
+        return calling_loop(self._loop, f"node {self._peer.id}")
 
     def _run(
         self,
@@ -91,9 +88,7 @@ class LocalChannel:
         send: Send | None,
     ) -> None:
         """Handle the request in a task, cancelled when ``owner`` is (the caller gave up)."""
-        request = Message(message_seq_no=_LOCAL_ID, method=method, payload=payload)
-        if entries:
-            request.entry.extend(MetadataEntry(key=k, value=v) for k, v in entries)
+        request = request_message(_LOCAL_ID, method, payload, entries)
         task = loop.create_task(
             self._registry.handle(request, self._peer, send, telemetry=self._telemetry)
         )
