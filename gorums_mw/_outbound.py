@@ -14,7 +14,7 @@ import grpc
 from grpc import aio
 from opentelemetry import metrics, trace
 
-from gorums_mw._address import normalize_addr
+from gorums_mw._address import parse_node_address
 from gorums_mw._configuration import Configuration
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._lifecycle import Lifecycle
@@ -118,9 +118,10 @@ class OutboundManager:
 
         Args:
             nodes: the nodes to dial, from ``with_nodes`` or ``with_node_list``.
-            my_addr: the address this process listens on, sent as
-                ``gorums-addr`` so servers know which replica is calling;
-                None to dial as an external client.
+            my_addr: the address this process listens on, as the servers
+                have it configured (an IP literal or a DNS name, not
+                resolved here), sent as ``gorums-addr`` so servers know
+                which replica is calling; None to dial as an external client.
             my_id: this replica's node ID, sent as ``gorums-node-id`` (Go
                 Gorums' form of the claim); servers check it like
                 ``gorums-addr``. Give it with ``my_addr``.
@@ -348,7 +349,7 @@ def _identity_metadata(
     metadata: list[tuple[str, str]] = []
     if my_addr is not None:
         try:
-            metadata.append((GORUMS_ADDR_KEY, normalize_addr(my_addr)))
+            metadata.append((GORUMS_ADDR_KEY, parse_node_address(my_addr).text))
             metadata.append((GORUMS_MW_KEY, "1"))
         except ValueError as exc:
             raise ConfigurationError(f"my_addr: {exc}") from exc

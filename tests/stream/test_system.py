@@ -10,7 +10,7 @@ import grpc
 import pytest
 from opentelemetry.trace import SpanKind
 
-from gorums_mw import CallError, QuorumCallError, System, current_peer
+from gorums_mw import CallError, QuorumCallError, System, current_peer, with_nodes
 from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw.testing import LocalReplicas
 from tests import echo_pb2, echo_pb2_grpc
@@ -276,3 +276,8 @@ async def test_higher_replica_survives_its_inbound_stream_closing() -> None:
         await replicas.wait_full()
         reply = await replicas[2].config().node(1).rpc(SAY, Request(), Reply, timeout=5)
         assert reply.node_id == 1
+
+
+def test_a_replica_whose_own_name_does_not_resolve_yet_still_constructs() -> None:
+    nodes = with_nodes({1: "node-1.invalid:9001", 2: "node-2.invalid:9002"})
+    assert System(1, nodes).address == "node-1.invalid:9001"
