@@ -278,6 +278,6 @@ async def test_higher_replica_survives_its_inbound_stream_closing() -> None:
         assert reply.node_id == 1
 
 
-def test_a_replica_whose_own_name_does_not_resolve_yet_still_constructs() -> None:
+async def test_a_replica_whose_own_name_does_not_resolve_yet_still_constructs() -> None:
     nodes = with_nodes({1: "node-1.invalid:9001", 2: "node-2.invalid:9002"})
     assert System(1, nodes).address == "node-1.invalid:9001"
