@@ -10,7 +10,9 @@ import functools
 import ipaddress
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 MAX_ADDR_LENGTH = 300
 """Longest accepted ``host:port`` (a 253-character name plus a port, with room)."""
@@ -145,12 +147,17 @@ def normalize_addr(addr: str) -> str:
     return join_host_port(ip, port)
 
 
+def resolved_ips(infos: Iterable[tuple[Any, ...]]) -> list[IPAddress]:
+    """The IPs of ``getaddrinfo`` results, canonical (IPv6 zone IDs dropped)."""
+    return [canonical_ip(str(info[4][0]).partition("%")[0]) for info in infos]
+
+
 def _resolve(host: str, addr: str) -> IPAddress:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise ValueError(f"address {addr!r}: cannot resolve {host!r}: {exc}") from exc
-    ips = [canonical_ip(str(info[4][0]).partition("%")[0]) for info in infos]
+    ips = resolved_ips(infos)
     if not ips:
         raise ValueError(f"address {addr!r}: {host!r} has no addresses")
     return min(ips, key=lambda ip: ip.version)

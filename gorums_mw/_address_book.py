@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gorums_mw._address import IPAddress, NodeAddress, canonical_ip, parse_node_address
+from gorums_mw._address import IPAddress, NodeAddress, parse_node_address, resolved_ips
 from gorums_mw._settings import NameResolution
 
 _log = logging.getLogger("gorums_mw")
@@ -58,11 +58,6 @@ class AddressBook:
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._nodes
-
-    @property
-    def ids(self) -> list[int]:
-        """The configured node IDs, ascending."""
-        return sorted(self._nodes)
 
     @property
     def has_names(self) -> bool:
@@ -137,7 +132,7 @@ class AddressBook:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 address.host, None, type=socket.SOCK_STREAM
             )
-            ips = frozenset(canonical_ip(str(info[4][0]).partition("%")[0]) for info in infos)
+            ips = frozenset(resolved_ips(infos))
         except (OSError, UnicodeError, ValueError) as exc:
             _log.debug("node %d: cannot resolve %s yet: %s", node_id, address.host, exc)
             return

@@ -62,6 +62,16 @@ class ClientClaim:
 Claim = AddrClaim | NodeIdClaim | ClientClaim
 
 
+def claimed_text(claim: Claim) -> str:
+    """What ``claim`` claims, for errors and spans: the address, ``node <id>``,
+    or ``""`` for a client peer."""
+    if isinstance(claim, AddrClaim):
+        return claim.address.text
+    if isinstance(claim, ClientClaim):
+        return ""
+    return f"node {claim.node_id}"
+
+
 def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim | None:
     """The claim in ``metadata``, or None if it carries none (an external caller).
 
@@ -93,6 +103,8 @@ def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim | None:
             if node_id is not None:
                 raise InvalidAddressError(f"{GORUMS_NODE_ID_KEY} sent more than once")
             node_id = value
+    if addr is None and node_id is None and not client:
+        return None
     return _claim(addr, node_id, client, marked)
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from gorums_mw._address import IPAddress, NodeAddress
 from gorums_mw._address_book import AddressBook
-from gorums_mw._claims import AddrClaim, Claim, ClientClaim, NodeIdClaim
+from gorums_mw._claims import AddrClaim, Claim, ClientClaim, NodeIdClaim, claimed_text
 from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
-from gorums_mw._identity import certified_names, peer_ip
+from gorums_mw._identity import certified_names, comes_from, peer_ip
 from gorums_mw._peer import EXTERNAL_ID, Peer
 
 
@@ -49,21 +49,19 @@ class Identifier:
         """
         if isinstance(claim, ClientClaim) or not peer_string:
             return Peer(EXTERNAL_ID, "", peer_string)
+        claimed = claimed_text(claim)
         if isinstance(claim, NodeIdClaim):
             node_id: int | None = claim.node_id if claim.node_id in self._book else None
-            claimed = f"node {claim.node_id}"
         else:
             node_id = self._node_of(claim)
-            claimed = claim.address.text
+        literal_ip = claim.address.ip if isinstance(claim, AddrClaim) else None
+        if literal_ip is not None:
+            self._check_ip(peer_string, literal_ip, claimed)
         if node_id is None:
-            if isinstance(claim, AddrClaim) and claim.address.ip is not None:
-                self._check_ip(peer_string, claim.address.ip, claimed)
             return Peer(EXTERNAL_ID, claimed if isinstance(claim, AddrClaim) else "", peer_string)
-        configured = self._book.address(node_id)
-        if isinstance(claim, AddrClaim) and claim.address.ip is not None:
-            self._check_ip(peer_string, claim.address.ip, claimed)
-        else:
+        if literal_ip is None:
             self._check_node_ips(peer_string, node_id, claimed)
+        configured = self._book.address(node_id)
         if self._require_certificate:
             self._check_certificate(context, peer_string, configured, claimed)
         return Peer(node_id, configured.text, peer_string)
@@ -82,20 +80,12 @@ class Identifier:
 
     def _check_ip(self, peer_string: str, claimed_ip: IPAddress, claimed: str) -> None:
         """The connection must come from ``claimed_ip`` (a unix socket: from loopback)."""
-        if peer_string.startswith("unix"):
-            if claimed_ip.is_loopback:
-                return
-        elif peer_ip(peer_string) == claimed_ip:
-            return
-        raise PeerAddressMismatchError(claimed, peer_string)
+        if not comes_from(peer_string, (claimed_ip,)):
+            raise PeerAddressMismatchError(claimed, peer_string)
 
     def _check_node_ips(self, peer_string: str, node_id: int, claimed: str) -> None:
         """The connection must come from one of the node's current IPs."""
-        ips = self._book.ips_of(node_id)
-        if peer_string.startswith("unix"):
-            if any(ip.is_loopback for ip in ips):
-                return
-        elif peer_ip(peer_string) in ips:
+        if comes_from(peer_string, self._book.ips_of(node_id)):
             return
         self._book.refresh(node_id)  # the node may have moved: the peer's retry may pass
         raise PeerAddressMismatchError(claimed, peer_string)

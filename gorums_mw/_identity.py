@@ -9,7 +9,7 @@ resolved here: a claimed host must be an IP literal.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
@@ -89,13 +89,17 @@ def validate_claim(peer: str, claimed: str) -> str:
             claims a non-loopback host.
     """
     claimed_ip, normalized = _parse_claim(claimed)
-    if peer.startswith("unix"):
-        if claimed_ip.is_loopback:
-            return normalized
-        raise PeerAddressMismatchError(normalized, peer)
-    if peer_ip(peer) != claimed_ip:
+    if not comes_from(peer, (claimed_ip,)):
         raise PeerAddressMismatchError(normalized, peer)
     return normalized
+
+
+def comes_from(peer: str, ips: Collection[IPAddress]) -> bool:
+    """Whether grpc's peer string names a connection from one of ``ips`` (a
+    unix-socket connection comes from this host: from any loopback IP)."""
+    if peer.startswith("unix"):
+        return any(ip.is_loopback for ip in ips)
+    return peer_ip(peer) in ips
 
 
 def certified_names(context: object) -> tuple[set[IPAddress], set[str]]:

@@ -19,13 +19,13 @@ from opentelemetry.util.types import AttributeValue
 from gorums_mw import _telemetry as t
 from gorums_mw._address import parse_node_address
 from gorums_mw._address_book import AddressBook
-from gorums_mw._claims import AddrClaim, Claim, ClientClaim, parse_claim
+from gorums_mw._claims import Claim, ClientClaim, claimed_text, parse_claim
 from gorums_mw._configuration import Configuration
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._identifier import Identifier
 from gorums_mw._identity import CallContext
 from gorums_mw._limits import ByteBudget, Limits
-from gorums_mw._membership import ConfigCallback, Link, Membership, Outcome
+from gorums_mw._membership import ConfigCallback, Link, Membership, Outcome, noop
 from gorums_mw._node import Channel, Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
 from gorums_mw._peer import EXTERNAL_ID, Peer, current_peer
@@ -235,7 +235,7 @@ class InboundManager:
         try:
             return self._identifier.identify(peer_string, claim, context)
         except Exception as exc:
-            self._record_reject(_claimed(claim), peer_string, exc, _links(context))
+            self._record_reject(claimed_text(claim), peer_string, exc, _links(context))
             raise
 
     def peer(self, context: object) -> Peer:
@@ -350,7 +350,7 @@ class InboundManager:
         self._apply(outcome)
         if not kept:
             close()
-            return _noop
+            return noop
         return lambda: self._membership.remove_outbound(link)
 
     def inbound_stream(self, node_id: int) -> Channel | None:
@@ -362,7 +362,7 @@ class InboundManager:
         """Whether this node must keep dialing ``node_id`` although it dialed us:
         the lower ID does, and so does everyone with a peer that keeps both streams."""
         link = self._membership.inbound_stream(node_id)
-        return link is None or not link.follows_tiebreak or self._my_id < node_id
+        return link is None or not self._membership.loses_tiebreak(link)
 
     async def wait_for_config(
         self, cond: Callable[[Configuration], bool], timeout: float | None = None
@@ -461,7 +461,7 @@ class InboundManager:
 
         link, outcome = membership.register_client(peer_string, make_link)
         self._apply(outcome, links)
-        return link.cleanup or _noop
+        return link.cleanup or noop
 
     def _apply(self, outcome: Outcome, links: Sequence[trace.Link] = ()) -> None:
         """Record an outcome's decisions, then close what it retired."""
@@ -471,7 +471,7 @@ class InboundManager:
                 telemetry.registrations.add(1, {t.ATTR_NODE_ID: self._my_id})
             elif name == t.SPAN_TIEBREAK:
                 telemetry.tiebreaks.add(1, {t.ATTR_NODE_ID: self._my_id, t.ATTR_DECISION: decision})
-            span = telemetry.decision(name, {}, links)
+            span = telemetry.decision(name, links)
             if span.is_recording():
                 span.set_attributes(self._attributes(peer, decision, outcome.size))
             span.end()
@@ -483,7 +483,7 @@ class InboundManager:
     ) -> None:
         error_type = type(exc).__name__
         self._telemetry.rejections.add(1, {t.ATTR_NODE_ID: self._my_id, t.ERROR_TYPE: error_type})
-        span = self._telemetry.decision(t.SPAN_REJECT, {}, links)
+        span = self._telemetry.decision(t.SPAN_REJECT, links)
         if span.is_recording():
             size = len(self._membership.connected_ids)
             rejected = Peer(EXTERNAL_ID, claimed, peer)
@@ -532,15 +532,3 @@ def _links(context: object) -> list[trace.Link]:
         return []
     span_context = trace.get_current_span(propagate.extract(carrier)).get_span_context()
     return [trace.Link(span_context)] if span_context.is_valid else []
-
-
-def _claimed(claim: Claim) -> str:
-    if isinstance(claim, AddrClaim):
-        return str(claim.address)
-    if isinstance(claim, ClientClaim):
-        return ""
-    return f"node {claim.node_id}"
-
-
-def _noop() -> None:
-    pass

@@ -144,7 +144,7 @@ class Membership:
             self._inbound[node_id] = link
             self.by_context[link.context] = link
             outbound = self._outbound.get(node_id)
-            close_outbound = outbound is not None and self._loses_tiebreak(link)
+            close_outbound = outbound is not None and self.loses_tiebreak(link)
             if close_outbound:
                 del self._outbound[node_id]
             changed = self._update(node_id)
@@ -170,7 +170,7 @@ class Membership:
         with self.lock:
             inbound = self._inbound.get(node_id)
             outcome.size = len(self._connected)
-            if inbound is not None and self._loses_tiebreak(inbound):
+            if inbound is not None and self.loses_tiebreak(inbound):
                 outcome.decisions.append((t.SPAN_TIEBREAK, link.peer, t.DECISION_KEPT_INBOUND))
                 return outcome, False
             replaced = self._outbound.get(node_id)
@@ -259,7 +259,7 @@ class Membership:
             if entry in self._waiters:
                 self._waiters.remove(entry)
 
-    def _loses_tiebreak(self, inbound: Link) -> bool:
+    def loses_tiebreak(self, inbound: Link) -> bool:
         """Whether our outbound stream to ``inbound``'s peer gives way to it."""
         return self.my_id > inbound.peer.id and inbound.follows_tiebreak
 
@@ -278,8 +278,7 @@ class Membership:
         inbound = self._inbound.get(node_id)
         outbound = self._outbound.get(node_id)
         if inbound is not None and outbound is not None:
-            ours = self.my_id < node_id or not inbound.follows_tiebreak
-            chosen: Link | None = outbound if ours else inbound
+            chosen: Link | None = inbound if self.loses_tiebreak(inbound) else outbound
         else:
             chosen = inbound or outbound
         node = self._nodes[node_id]
@@ -328,8 +327,8 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 def _closer(stream: object) -> Callable[[], None]:
     close = getattr(stream, "close", None)
-    return close if callable(close) else _noop
+    return close if callable(close) else noop
 
 
-def _noop() -> None:
-    pass
+def noop() -> None:
+    """Does nothing: the cleanup of what needs none."""

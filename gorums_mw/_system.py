@@ -127,7 +127,6 @@ class System:
         self._listen = listen or _listen_address(self._address)
         self.handlers = HandlerRegistry()
         """Where servicers are registered to answer calls over NodeStream."""
-        self._self_node: Node
         self._user_callback = on_config_change
         self.manager = InboundManager(
             my_id,
@@ -322,7 +321,6 @@ class _TiebreakLinker:
 
     def __init__(self, system: System) -> None:
         self._manager = system.manager
-        self._my_id = system.id
 
     def attach(self, node: Node, endpoint: StreamEndpoint) -> Cleanup:
         return self._manager.add_outbound(node.id, endpoint, endpoint.retire)

@@ -162,14 +162,9 @@ class Telemetry:
         """The attributes every span of this node carries."""
         return {} if self.node_id is None else {ATTR_NODE_ID: self.node_id}
 
-    def decision(
-        self,
-        name: str,
-        attributes: dict[str, AttributeValue],
-        links: Sequence[trace.Link] = (),
-    ) -> trace.Span:
+    def decision(self, name: str, links: Sequence[trace.Link] = ()) -> trace.Span:
         """Start the span of a decision, linked to what caused it; end it after setting status."""
-        return self.tracer.start_span(name, attributes=attributes, links=links)
+        return self.tracer.start_span(name, links=links)
 
     def watch(self, observe: Observe) -> None:
         """Report ``observe``'s readings on this meter's observable gauges while

@@ -11,11 +11,7 @@ import grpc
 from grpc import aio
 
 from gorums_mw._claims import (
-    IDENTITY_KEYS,
-    AddrClaim,
     Claim,
-    ClientClaim,
-    NodeIdClaim,
     parse_claim,
 )
 from gorums_mw._errors import InvalidAddressError
@@ -168,7 +164,7 @@ class PeerIdentityInterceptor(_ServerInterceptor):
         try:
             if isinstance(claim, InvalidAddressError):
                 raise claim
-            if isinstance(claim, AddrClaim | NodeIdClaim | ClientClaim):
+            if isinstance(claim, Claim):
                 bind_peer(self._registrar.identify(context, claim))
         except Exception as exc:
             await _abort(context, exc)
@@ -200,7 +196,7 @@ def _find_claim(
     metadata: tuple[tuple[str, str | bytes], ...] | None,
 ) -> Claim | InvalidAddressError | None:
     """The call's claim; a malformed one is returned, to be refused in the handler."""
-    if not metadata or not any(key in IDENTITY_KEYS for key, _ in metadata):
+    if not metadata:
         return None
     try:
         return parse_claim(metadata)
