@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -17,7 +18,6 @@ from gorums_mw._claims import (
 from gorums_mw._errors import InvalidAddressError
 from gorums_mw._peer import bind_peer
 from gorums_mw._registrar import Cleanup, PeerRegistrar
-from gorums_mw._stream._endpoint import running_loop
 from gorums_mw._wire import BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH
 
 NODE_STREAM_METHOD: Final = NODE_STREAM_PATH
@@ -89,11 +89,13 @@ class PeerIdentityInterceptor(_ServerInterceptor):
                 the call ``UNKNOWN`` at once; it cannot be refused earlier,
                 as grpc does not check the interceptors it is given).
         """
-        if running_loop() is None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
             raise TypeError(
                 "PeerIdentityInterceptor works with grpc.aio servers only; this call comes"
                 " from a synchronous grpc.server(): use grpc.aio.server(interceptors=[...])"
-            )
+            ) from None
         return self._intercept(continuation, handler_call_details)
 
     async def _intercept(
