@@ -17,6 +17,7 @@ Each error that crosses the wire names the gRPC status it maps to in its
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, NoReturn
 
 import grpc
 
@@ -122,3 +123,11 @@ class QuorumCallError(GorumsError):
         self.quorum = quorum
         self.replies = dict(replies)
         self.errors = dict(errors)
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
+    """End the call with the status ``exc`` names in its ``code``; re-raise ``exc`` otherwise."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, grpc.StatusCode):
+        await context.abort(code, str(exc))
+    raise exc

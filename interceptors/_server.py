@@ -15,7 +15,7 @@ from gorums_mw._claims import (
     Claim,
     parse_claim,
 )
-from gorums_mw._errors import InvalidAddressError
+from gorums_mw._errors import InvalidAddressError, abort_with
 from gorums_mw._peer import bind_peer
 from gorums_mw._registrar import Cleanup, PeerRegistrar
 from gorums_mw._wire import BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH
@@ -169,7 +169,7 @@ class PeerIdentityInterceptor(_ServerInterceptor):
             if isinstance(claim, Claim):
                 bind_peer(self._registrar.identify(context, claim))
         except Exception as exc:
-            await _abort(context, exc)
+            await abort_with(context, exc)
         return None
 
     async def _enter_stream(self, context: aio.ServicerContext[Any, Any]) -> Cleanup | None:
@@ -177,16 +177,8 @@ class PeerIdentityInterceptor(_ServerInterceptor):
             cleanup = self._registrar.handle_stream(context)
             bind_peer(self._registrar.peer(context))
         except Exception as exc:
-            await _abort(context, exc)
+            await abort_with(context, exc)
         return cleanup
-
-
-async def _abort(context: aio.ServicerContext[Any, Any], exc: Exception) -> None:
-    """Abort with the status an identification error names, else re-raise."""
-    code = getattr(exc, "code", None)
-    if isinstance(code, grpc.StatusCode):
-        await context.abort(code, str(exc))
-    raise exc
 
 
 def interceptor_ran() -> bool:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc import aio
 
+from gorums_mw._errors import abort_with
 from gorums_mw._peer import bind_peer
 from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
@@ -74,10 +75,7 @@ async def _serve(manager: InboundManager, context: Context, framing: Framing) ->
     try:
         cleanup = manager.handle_stream(context)
     except Exception as exc:
-        code = getattr(exc, "code", None)
-        if isinstance(code, grpc.StatusCode):
-            await context.abort(code, str(exc))
-        raise
+        await abort_with(context, exc)
     peer = manager.peer(context)
     bind_peer(peer)
     stream = manager.stream_of(context)
