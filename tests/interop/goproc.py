@@ -180,8 +180,3 @@ async def _drain(stream: asyncio.StreamReader, into: bytearray) -> None:
     """Keep a pipe from filling up: collect what the process writes to it."""
     while chunk := await stream.read(65536):
         into += chunk
-
-
-def nodes_arg(nodes: dict[int, str]) -> str:
-    """The ``--nodes`` argument of ``gorums-go-peer replica``: ``1=a,2=b,...``."""
-    return ",".join(f"{node_id}={addr}" for node_id, addr in sorted(nodes.items()))
