@@ -36,12 +36,21 @@ def go_peer_path() -> Path | None:
     value = os.environ.get(ENV_VAR, "")
     if not value:
         return None
-    path = Path(value)
-    if not path.is_absolute():
-        path = ROOT / path
-    if not (path.is_file() and os.access(path, os.X_OK)):
+    path = in_repository(value)
+    if not is_executable(path):
         raise FileNotFoundError(f"{ENV_VAR}={value!r}: {path} is not an executable file")
     return path
+
+
+def in_repository(value: str) -> Path:
+    """``value`` as a path; a relative one is taken from the repository root."""
+    path = Path(value)
+    return path if path.is_absolute() else ROOT / path
+
+
+def is_executable(path: Path) -> bool:
+    """Whether ``path`` is a file this process may run."""
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 class GoPeer:
