@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections.abc import Sequence
 
@@ -23,49 +22,20 @@ from bench import quorum
 from bench._common import (
     PAYLOAD,
     SAY_METHOD,
-    Child,
     Payload,
     machine,
     median,
     print_table,
-    spawn,
-    stop_all,
 )
-from gorums_mw import InboundManager, OutboundManager, with_nodes
-from gorums_mw.testing import free_ports
+from gorums_mw import OutboundManager
 
 WARMUP_CALLS = 50
 
 
 async def drive(replicas: int, rounds: int, calls: int) -> None:
-    ports = free_ports(1 + 2 * replicas)
-    nodes = {1 + i: f"127.0.0.1:{ports[i]}" for i in range(replicas + 1)}
-    coordinator = InboundManager(1, with_nodes(nodes))
-    server = quorum._gorums_server(coordinator, nodes[1])
-    await server.start()
-    children: list[Child] = []
-    try:
-        for index in range(replicas):
-            node_id = 2 + index
-            args = ["--serve-replica", str(node_id), "--nodes", json.dumps(nodes)]
-            args += ["--plain-port", str(ports[replicas + 1 + index])]
-            children.append(spawn(f"replica {node_id}", "bench.quorum", *args))
-        peers = with_nodes({node_id: nodes[node_id] for node_id in range(2, replicas + 2)})
-        managers = {
-            "unbatched": OutboundManager(peers, batching=False),
-            "batched": OutboundManager(peers),
-        }
-        for manager in managers.values():
-            await manager.start()
-            await manager.wait_connected(timeout=30)
-        try:
-            latencies, cpu = await measure(managers, rounds, calls)
-        finally:
-            for manager in managers.values():
-                await manager.stop()
-    finally:
-        await stop_all(children)
-        await server.stop(None)
+    async with quorum.cluster(replicas) as running:
+        managers = {"unbatched": running.unbatched, "batched": running.batched}
+        latencies, cpu = await measure(managers, rounds, calls)
     p50 = {name: median(values) * 1e3 for name, values in latencies.items()}
     cpu_us = {name: median(values) for name, values in cpu.items()}
     print_table(

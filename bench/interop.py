@@ -67,11 +67,11 @@ from gorums_mw import (
 )
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
+from tests.interop import goproc
 from tests.interop.proto import storage_pb2_grpc
 from tests.interop.storage import WRITE_QC, Storage, WriteRequest, WriteResponse
 
-ROOT: Final = Path(__file__).resolve().parent.parent
-DEFAULT_GO_PEER: Final = ROOT.parent / "shared" / "interop" / "go-peer" / "gorums-go-peer"
+DEFAULT_GO_PEER: Final = goproc.ROOT.parent / "shared" / "interop" / "go-peer" / "gorums-go-peer"
 SIZE: Final = 3
 VALUE: Final = "x" * 16
 CONCURRENCY: Final = (1, 64)
@@ -313,9 +313,10 @@ class Result:
 
 
 def go_peer_path(option: str | None) -> Path:
-    value = option or os.environ.get("GORUMS_GO_PEER") or str(DEFAULT_GO_PEER)
-    path = Path(value) if Path(value).is_absolute() else ROOT / value
-    if not (path.is_file() and os.access(path, os.X_OK)):
+    """``option``, else ``GORUMS_GO_PEER``, else ``DEFAULT_GO_PEER``; resolved as the tests do."""
+    value = option or os.environ.get(goproc.ENV_VAR) or str(DEFAULT_GO_PEER)
+    path = goproc.in_repository(value)
+    if not goproc.is_executable(path):
         raise SystemExit(f"no Go peer at {path}: give --go-peer or set GORUMS_GO_PEER")
     return path
 

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import os
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -207,12 +207,27 @@ async def load(
     return Sample(n / (t1 - t0), latencies, (c1 - c0) / n * 1e6, (r1 - r0) / n * 1e6, batch)
 
 
-async def drive(rounds: int, seconds: float) -> None:
-    ports = free_ports(2 * REPLICAS + 1)
+@dataclass
+class Cluster:
+    """What ``cluster`` runs: the replicas' plain grpc.aio ports, the coordinator's
+    ``InboundManager`` (the replicas dial it), the replica processes, and two
+    ``OutboundManager``s connected to every replica over plain and batched NodeStreams."""
+
+    plain_ports: list[int]
+    manager: InboundManager
+    children: list[Child]
+    unbatched: OutboundManager
+    batched: OutboundManager
+
+
+@contextlib.asynccontextmanager
+async def cluster(replicas: int) -> AsyncIterator[Cluster]:
+    """The coordinator (node 1) serving, ``replicas`` replica processes, and two dialers."""
+    ports = free_ports(2 * replicas + 1)
     nodes = {COORDINATOR: f"127.0.0.1:{ports[0]}"}
-    nodes.update({COORDINATOR + i: f"127.0.0.1:{ports[i]}" for i in range(1, REPLICAS + 1)})
-    plain_ports = ports[REPLICAS + 1 :]
-    replica_ids = [COORDINATOR + i for i in range(1, REPLICAS + 1)]
+    nodes.update({COORDINATOR + i: f"127.0.0.1:{ports[i]}" for i in range(1, replicas + 1)})
+    plain_ports = ports[replicas + 1 :]
+    replica_ids = [COORDINATOR + i for i in range(1, replicas + 1)]
 
     manager = InboundManager(COORDINATOR, with_nodes(nodes))
     server = _gorums_server(manager, nodes[COORDINATOR])
@@ -226,13 +241,26 @@ async def drive(rounds: int, seconds: float) -> None:
         peers = with_nodes({nid: nodes[nid] for nid in replica_ids})
         # Anonymous dialers (no my_addr): two streams claiming node 1 would replace
         # each other at every replica, which registers one stream per peer.
-        dialer = OutboundManager(peers, batching=False)
+        unbatched = OutboundManager(peers, batching=False)
         batched = OutboundManager(peers, batching=True)
-        for each in (dialer, batched):
+        for each in (unbatched, batched):
             await each.start()
             await each.wait_connected(timeout=30)
+        try:
+            yield Cluster(plain_ports, manager, children, unbatched, batched)
+        finally:
+            await unbatched.stop()
+            await batched.stop()
+    finally:
+        await stop_all(children)
+        await server.stop(None)
+
+
+async def drive(rounds: int, seconds: float) -> None:
+    async with cluster(REPLICAS) as running:
+        manager = running.manager
         await manager.wait_for_config(lambda c: len(c) == REPLICAS, timeout=30)
-        channels = [aio.insecure_channel(f"127.0.0.1:{port}") for port in plain_ports]
+        channels = [aio.insecure_channel(f"127.0.0.1:{port}") for port in running.plain_ports]
         stubs = [say_stub(channel) for channel in channels]
         for stub in stubs:  # connect before measuring
             await stub(PAYLOAD)
@@ -240,19 +268,21 @@ async def drive(rounds: int, seconds: float) -> None:
             go = GoPeer.start() if GoPeer.available() else None
             try:
                 results = await run_rounds(
-                    rounds, seconds, dialer, batched, manager, stubs, children, go
+                    rounds,
+                    seconds,
+                    running.unbatched,
+                    running.batched,
+                    manager,
+                    stubs,
+                    running.children,
+                    go,
                 )
             finally:
                 if go is not None:
                     go.stop()
         finally:
-            await dialer.stop()
-            await batched.stop()
             for channel in channels:
                 await channel.close(None)
-    finally:
-        await stop_all(children)
-        await server.stop(None)
     report(results)
 
 
@@ -279,10 +309,8 @@ async def run_rounds(
         batching = Configuration([n for n in batched.config() if n.id in wanted])
         inbound = Configuration([n for n in manager.inbound_config() if n.id in wanted])
         assert len(unbatched) == len(batching) == len(inbound) == size
-        assert all(isinstance(n.channel, StreamEndpoint) and n.channel.batched for n in batching)
-        assert not any(
-            isinstance(n.channel, StreamEndpoint) and n.channel.batched for n in unbatched
-        )
+        assert all(_batched(n) for n in batching)
+        assert not any(_batched(n) for n in unbatched)
         chosen = stubs[:size]
         streams.update(
             {
@@ -326,8 +354,12 @@ class GoPeer:
 
     @staticmethod
     def available() -> bool:
-        path = os.environ.get("GORUMS_GO_PEER") or str(interop.DEFAULT_GO_PEER)
-        return Path(path).is_file()
+        """Whether ``start`` finds the Go peer."""
+        try:
+            interop.go_peer_path(None)
+        except SystemExit:
+            return False
+        return True
 
     @classmethod
     def start(cls) -> GoPeer:

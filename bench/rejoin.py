@@ -25,31 +25,19 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from bench._common import machine, median, print_table
+from bench._common import machine, median, print_table, spread
 from tests.multihost import netns
-from tests.multihost._procs import PORT, Replica
+from tests.multihost._procs import Replica, dns, ip_nodes, name_nodes
 
 ALL = (1, 2, 3)
-
-
-def name(node_id: int) -> str:
-    return f"host{node_id}.test"
 
 
 async def trial(moved: bool) -> float:
     async with netns.Network(3) as network:
         hosts = {host.index: host for host in network.hosts}
-
-        def nodes() -> dict[int, str]:
-            if moved:
-                return {i: f"{name(i)}:{PORT}" for i in hosts}
-            return {i: f"{host.ip}:{PORT}" for i, host in hosts.items()}
-
-        def publish() -> None:
-            network.publish({name(i): host.ip for i, host in hosts.items()})
-
-        publish()
-        group = {i: Replica(network, host, i, nodes()) for i, host in hosts.items()}
+        network.publish(dns(network))
+        nodes = name_nodes(network) if moved else ip_nodes(network)
+        group = {i: Replica(network, host, i, nodes) for i, host in hosts.items()}
         try:
             for replica in group.values():
                 await replica.start()
@@ -60,7 +48,7 @@ async def trial(moved: bool) -> float:
                 await group[i].wait_config((1, 2), 20)
             if moved:
                 await network.move(hosts[3])
-                publish()
+                network.publish(dns(network))
             started = time.monotonic()
             await group[3].start()
             for replica in group.values():
@@ -82,7 +70,7 @@ async def drive(trials: int) -> None:
         print(f"trial {index + 1}/{trials} done", flush=True)
 
     def show(values: Sequence[float]) -> str:
-        return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+        return f"{median(values):.2f} ({spread(values)})"
 
     print(machine())
     print_table(

@@ -27,8 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, Final
 
 from grpc import aio
@@ -49,6 +48,8 @@ from bench._common import (
     print_table,
     say_stub,
 )
+from bench._versus_child import rate
+from bench.versus import WHATS
 from gorums_mw import GORUMS_ADDR_KEY, CallInfo, Configuration, NodeReply, System
 from gorums_mw.testing import LocalReplicas
 
@@ -97,26 +98,6 @@ async def passthrough(
         yield answer
 
 
-async def rate(call: Callable[[], Awaitable[object]], concurrency: int, seconds: float) -> float:
-    done = 0
-    running = True
-
-    async def worker() -> None:
-        nonlocal done
-        while running:
-            await call()
-            done += 1
-
-    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-    await asyncio.sleep(seconds / 4)  # warm up
-    start, first = time.perf_counter(), done
-    await asyncio.sleep(seconds)
-    calls, elapsed = done - first, time.perf_counter() - start
-    running = False
-    await asyncio.gather(*workers)
-    return calls / elapsed
-
-
 async def measure(variant: str, seconds: float) -> dict[str, float]:
     tracer_provider, meter_provider = providers(variant)
     replicas = LocalReplicas(
@@ -153,16 +134,15 @@ async def drive(rounds: int, seconds: float) -> None:
                 samples.setdefault((variant, what), []).append(value / found["no SDK"][what])
                 samples.setdefault((variant, what + " calls/s"), []).append(value)
         print(f"round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
-    whats = ("quorum x1", "quorum x64", "identified x64")
 
     def cell(variant: str, what: str) -> str:
         ratio = median(samples[(variant, what)])
         return f"{ratio:.2f} ({median(samples[(variant, what + ' calls/s')]):.0f}/s)"
 
-    rows = [[variant] + [cell(variant, what) for what in whats] for variant in VARIANTS]
+    rows = [[variant] + [cell(variant, what) for what in WHATS] for variant in VARIANTS]
     print_table(
         f"Telemetry and call-option cost, ratio to no SDK (median of {rounds} rounds); {machine()}",
-        ["variant", *whats],
+        ["variant", *WHATS],
         rows,
     )
 

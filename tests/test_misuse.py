@@ -31,21 +31,10 @@ from gorums_mw import (
 from gorums_mw.interceptors import PeerIdentityInterceptor, replicas_only, with_peer
 from gorums_mw.testing import LocalReplicas, free_ports
 from tests import echo_pb2, echo_pb2_grpc
+from tests._echo import setup
 
 SAY = "echo.Echo.Say"
 NODES = with_nodes({1: "127.0.0.1:9001", 2: "127.0.0.1:9002", 3: "127.0.0.1:9003"})
-
-
-class Echo(echo_pb2_grpc.EchoServicer):
-    async def Say(self, request: Any, context: Any) -> echo_pb2.EchoReply:
-        return echo_pb2.EchoReply(text=request.text)
-
-    async def Stream(self, request: Any, context: Any) -> Any:
-        yield echo_pb2.EchoReply(text=request.text)
-
-
-def setup(system: System) -> None:
-    system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
 
 
 # --- settings and construction ------------------------------------------------------

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from gorums_mw.codegen._calltypes import API, FORWARDED, OVERLOADED, REPLIES_API, CallType
 from gorums_mw.codegen._model import MessageRef, Method, ProtoFile, Service
 
-_CONFIG_CALLS = (CallType.QUORUM_CALL, CallType.CORRECTABLE, CallType.MULTICAST)
-_NODE_CALLS = (CallType.RPC, CallType.UNICAST)
+_CONFIG_CALLS = tuple(call for call in CallType if not call.on_node)
+_NODE_CALLS = tuple(call for call in CallType if call.on_node)
 _INDENT = "    "
 
 _WHAT = {
@@ -203,7 +203,7 @@ def _py_method(
     params = ", ".join(["self", "request", *(["*"] if keywords else [])])
     params += "".join(f", {name}={default}" for name, default in keywords)
     args = [constants[method.full_name], "request"]
-    if call not in (CallType.MULTICAST, CallType.UNICAST):
+    if _uses_reply(method):
         args.append(names.type(method.reply))
     args += [f"{name}={name}" for name, _ in keywords]
     return [

@@ -31,6 +31,7 @@ from examples.storage.workload import Console
 from gorums_mw import System, with_nodes
 from gorums_mw._health import _followers
 from gorums_mw.testing import free_ports
+from tests.reliability.replica_proc import parse_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -127,14 +128,6 @@ def script(resources: dict[str, Resource]) -> str:
 def flag(resources: dict[str, Resource], name: str) -> str:
     words = shlex.split(script(resources))
     return words[words.index(name) + 1]
-
-
-def parse_nodes(text: str) -> dict[int, str]:
-    nodes = {}
-    for item in text.split(","):
-        node_id, _, address = item.partition("=")
-        nodes[int(node_id)] = address
-    return nodes
 
 
 def test_service_is_headless_and_publishes_not_ready_addresses(

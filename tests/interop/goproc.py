@@ -36,12 +36,21 @@ def go_peer_path() -> Path | None:
     value = os.environ.get(ENV_VAR, "")
     if not value:
         return None
-    path = Path(value)
-    if not path.is_absolute():
-        path = ROOT / path
-    if not (path.is_file() and os.access(path, os.X_OK)):
+    path = in_repository(value)
+    if not is_executable(path):
         raise FileNotFoundError(f"{ENV_VAR}={value!r}: {path} is not an executable file")
     return path
+
+
+def in_repository(value: str) -> Path:
+    """``value`` as a path; a relative one is taken from the repository root."""
+    path = Path(value)
+    return path if path.is_absolute() else ROOT / path
+
+
+def is_executable(path: Path) -> bool:
+    """Whether ``path`` is a file this process may run."""
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 class GoPeer:
@@ -180,8 +189,3 @@ async def _drain(stream: asyncio.StreamReader, into: bytearray) -> None:
     """Keep a pipe from filling up: collect what the process writes to it."""
     while chunk := await stream.read(65536):
         into += chunk
-
-
-def nodes_arg(nodes: dict[int, str]) -> str:
-    """The ``--nodes`` argument of ``gorums-go-peer replica``: ``1=a,2=b,...``."""
-    return ",".join(f"{node_id}={addr}" for node_id, addr in sorted(nodes.items()))

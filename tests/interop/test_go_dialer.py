@@ -29,7 +29,6 @@ from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests.interop.conftest import StartGo
-from tests.interop.goproc import nodes_arg
 from tests.interop.proto import storage_pb2_grpc
 from tests.interop.storage import (
     READ_QC,
@@ -42,6 +41,7 @@ from tests.interop.storage import (
     WriteRequest,
     at,
 )
+from tests.reliability.replica_proc import node_args
 
 GO, PY = 1, 2
 SETTLE = 1.0
@@ -72,7 +72,7 @@ async def test_server_calls_a_go_dialer_back(
 ) -> None:
     manager, nodes = py_server
     go = await start_go(
-        "replica", "--id", str(GO), "--nodes", nodes_arg(nodes), "--settle", str(SETTLE)
+        "replica", "--id", str(GO), "--nodes", node_args(nodes), "--settle", str(SETTLE)
     )
     # Go's gorums-node-id claim, checked against its IP, makes it node 1.
     config = await manager.wait_for_config(lambda c: c.ids == (GO,), timeout=10)

@@ -18,9 +18,10 @@ from gorums_mw import Configuration, System, with_nodes
 from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw.testing import free_ports
 from tests.interop.conftest import StartGo
-from tests.interop.goproc import GoPeer, nodes_arg
+from tests.interop.goproc import GoPeer
 from tests.interop.proto import storage_pb2_grpc
 from tests.interop.storage import READ_QC, WHOAMI, ReadRequest, ReadResponse, Storage
+from tests.reliability.replica_proc import node_args
 
 IDS = (1, 2, 3)
 SETTLE = 1.5
@@ -56,7 +57,7 @@ async def start_mixed(
             system.add_servicer(storage_pb2_grpc.add_StorageServicer_to_server, storage)
             systems.append(system)
             await system.start()
-    spec = nodes_arg(nodes)
+    spec = node_args(nodes)
     args = ("--nodes", spec, "--settle", str(SETTLE), *extra)
     gos = await asyncio.gather(*(start_go("replica", "--id", str(i), *args) for i in go_ids))
     return systems, list(gos)

@@ -20,6 +20,26 @@ START_TIMEOUT = 15.0
 """Seconds a replica process may take to print ``ready`` (imports on a loaded 2-core machine)."""
 
 
+def name(node_id: int) -> str:
+    """Host ``node_id``'s DNS name (in the hosts files ``Network.publish`` writes)."""
+    return f"host{node_id}.test"
+
+
+def ip_nodes(net: Network) -> dict[int, str]:
+    """Replica N at host N's current IP."""
+    return {host.index: f"{host.ip}:{PORT}" for host in net.hosts}
+
+
+def name_nodes(net: Network) -> dict[int, str]:
+    """Replica N at host N's name."""
+    return {host.index: f"{name(host.index)}:{PORT}" for host in net.hosts}
+
+
+def dns(net: Network) -> dict[str, str]:
+    """Every host's name → its current IP."""
+    return {name(host.index): host.ip for host in net.hosts}
+
+
 class Child:
     """A process in a host's namespace whose stdout lines a test waits for."""
 

@@ -28,11 +28,10 @@ import sys
 import grpc
 from grpc import aio
 
+from gorums_mw._wire import NODE_STREAM_PATH
 from tests import echo_pb2
 
 SAY_PATH = "/echo.Echo/Say"
-NODE_STREAM_PATH = "/stream.Gorums/NodeStream"
-"""Fixed by the wire protocol (Go Gorums' ``stream.proto``)."""
 DEADLINE = 5.0
 
 

@@ -40,7 +40,7 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -152,7 +152,7 @@ class Network:
     Not safe to share between event loops.
     """
 
-    def __init__(self, count: int, *, prefix: str = RUN_PREFIX) -> None:
+    def __init__(self, count: int) -> None:
         """Choose names and addresses for ``count`` hosts (nothing is made yet).
 
         Raises:
@@ -160,7 +160,7 @@ class Network:
         """
         if not 1 <= count <= 200:
             raise ValueError(f"count must be 1..200, got {count}")
-        self.name = f"{prefix}{secrets.token_hex(3)}"
+        self.name = f"{RUN_PREFIX}{secrets.token_hex(3)}"
         self.subnet = ipaddress.IPv4Network(f"{SUBNET_BASE}.{secrets.randbelow(256)}.0/24")
         self.switch = f"{self.name}-sw"
         self.hosts = [
@@ -248,26 +248,25 @@ class Network:
         lines = "".join(f"{ip}\t{name}\n" for name, ip in sorted(names.items()))
         _rewrite_in_place(host.hosts_file, _BASE_HOSTS + lines)
 
-    def publish(self, names: Mapping[str, str], hosts: Sequence[Host] | None = None) -> None:
-        """``set_names(host, names)`` on each of ``hosts`` (default every host): a shared DNS."""
-        for host in self.hosts if hosts is None else hosts:
+    def publish(self, names: Mapping[str, str]) -> None:
+        """``set_names(host, names)`` on every host: a shared DNS."""
+        for host in self.hosts:
             self.set_names(host, names)
 
-    async def move(self, host: Host, new_ip: str | None = None) -> str:
+    async def move(self, host: Host) -> str:
         """Give ``host`` a new address in the subnet (the old one is removed); return it.
 
         Raises:
-            ValueError: ``new_ip`` is outside the subnet or taken.
+            ValueError: the subnet has no unused address left.
             NetnsError: ``ip`` failed.
         """
         taken = {other.ip for other in self.hosts}
-        if new_ip is None:
-            while str(self.subnet.network_address + self._next_ip) in taken:
-                self._next_ip += 1
-            new_ip = str(self.subnet.network_address + self._next_ip)
+        while str(self.subnet.network_address + self._next_ip) in taken:
             self._next_ip += 1
-        if ipaddress.IPv4Address(new_ip) not in self.subnet or new_ip in taken:
-            raise ValueError(f"{new_ip} is outside {self.subnet} or already a host's address")
+        new_ip = str(self.subnet.network_address + self._next_ip)
+        self._next_ip += 1
+        if ipaddress.IPv4Address(new_ip) not in self.subnet:
+            raise ValueError(f"{new_ip} is outside {self.subnet}: no unused address left")
         await self._ip("-n", host.netns, "addr", "del", self._cidr(host.ip), "dev", DEVICE)
         await self._ip("-n", host.netns, "addr", "add", self._cidr(new_ip), "dev", DEVICE)
         host.ip = new_ip

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import pytest
 
 from tests.multihost import netns
-from tests.multihost._procs import PORT, Child, Replica
+from tests.multihost._procs import PORT, Child, Replica, dns, ip_nodes, name, name_nodes
 
 ALL = (1, 2, 3)
 CONNECT_TIMEOUT = 15.0
@@ -25,23 +25,6 @@ REJOIN_TIMEOUT = 20.0
 """Seconds for a replica restarted on a new IP to be in every configuration again."""
 CLAIM_TIMEOUT = 20.0
 """Seconds for the claim process: start-up plus three calls of at most 5 s each."""
-
-
-def name(node_id: int) -> str:
-    return f"host{node_id}.test"
-
-
-def ip_nodes(net: netns.Network) -> dict[int, str]:
-    return {host.index: f"{host.ip}:{PORT}" for host in net.hosts}
-
-
-def name_nodes(net: netns.Network) -> dict[int, str]:
-    return {host.index: f"{name(host.index)}:{PORT}" for host in net.hosts}
-
-
-def dns(net: netns.Network) -> dict[str, str]:
-    """Every host's name → its current IP."""
-    return {name(host.index): host.ip for host in net.hosts}
 
 
 ReplicaFactory = Callable[[dict[int, str]], dict[int, Replica]]

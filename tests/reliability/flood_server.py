@@ -14,17 +14,11 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from gorums_mw import Limits, System, with_nodes
-from tests import echo_pb2, echo_pb2_grpc
-
-
-class Echo(echo_pb2_grpc.EchoServicer):
-    async def Say(self, request: Any, context: Any) -> echo_pb2.EchoReply:
-        return echo_pb2.EchoReply(text=request.text)
+from tests._echo import setup
 
 
 def memory() -> str:
@@ -49,7 +43,7 @@ async def main() -> None:
         total_buffer=args.total_buffer,
     )
     system = System(1, with_nodes({1: args.address}), limits=limits)
-    system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
+    setup(system)
     loop = asyncio.get_running_loop()
     async with system:
         print(f"ready {system.address}", flush=True)

@@ -90,14 +90,19 @@ def request(msg_id: int, size: int) -> Message:
     return Message(message_seq_no=msg_id, method=SAY, payload=payload)
 
 
+def node_stream(channel: aio.Channel) -> aio.StreamStreamCall[Message, Message]:
+    """A NodeStream on ``channel`` without ``gorums-addr``, as an external caller opens one."""
+    return channel.stream_stream(
+        NODE_STREAM_PATH,
+        request_serializer=Message.SerializeToString,
+        response_deserializer=Message.FromString,
+    )()
+
+
 async def flood(address: str, count: int) -> None:
     """Send ``count`` 1 MiB requests on one NodeStream; read no reply."""
     async with aio.insecure_channel(address) as channel:
-        stream = channel.stream_stream(
-            NODE_STREAM_PATH,
-            request_serializer=Message.SerializeToString,
-            response_deserializer=Message.FromString,
-        )()
+        stream = node_stream(channel)
         async with asyncio.timeout(120):
             for msg_id in range(1, count + 1):
                 await stream.write(request(msg_id, MiB))
@@ -107,11 +112,7 @@ async def flood(address: str, count: int) -> None:
 async def warm_up(address: str) -> None:
     """A few large calls that are read, so grpc's buffers exist before the baseline."""
     async with aio.insecure_channel(address) as channel:
-        stream = channel.stream_stream(
-            NODE_STREAM_PATH,
-            request_serializer=Message.SerializeToString,
-            response_deserializer=Message.FromString,
-        )()
+        stream = node_stream(channel)
         for msg_id in range(1, 4):
             await stream.write(request(msg_id, MiB))
             async with asyncio.timeout(10):

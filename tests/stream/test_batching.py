@@ -26,19 +26,11 @@ from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw._wire import BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH
 from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import LocalReplicas, free_ports
-from tests import echo_pb2, echo_pb2_grpc
-from tests.conftest import eventually
+from tests import echo_pb2
+from tests._echo import setup
+from tests.conftest import eventually, points
 
 SAY = "echo.Echo.Say"
-
-
-class Echo(echo_pb2_grpc.EchoServicer):
-    async def Say(self, request: Any, context: Any) -> echo_pb2.EchoReply:
-        return echo_pb2.EchoReply(text=request.text)
-
-
-def setup(system: System) -> None:
-    system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
 
 
 class Paths(aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -71,17 +63,8 @@ async def test_gorums_peers_batch_and_batches_grow_under_load() -> None:
             config.quorum_call(SAY, request, echo_pb2.EchoReply, timeout=10) for _ in range(200)
         ]
         await asyncio.gather(*calls)
-        data = reader.get_metrics_data()
+        sizes = points(reader).get("gorums.stream.batch_size", [])
     meters.shutdown()
-    assert data is not None
-    sizes = [
-        point
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == "gorums.stream.batch_size"
-        for point in metric.data.data_points
-    ]
     assert min(point.min for point in sizes) == 1  # one call in flight: a batch of one
     assert max(point.max for point in sizes) > 1  # 200 at once: batches grew by themselves
 

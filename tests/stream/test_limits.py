@@ -38,6 +38,10 @@ class Echo(echo_pb2_grpc.EchoServicer):
         return Reply(text="y" * max(request.number, 0))
 
 
+def setup(system: System) -> None:
+    system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
+
+
 async def test_an_oversized_request_fails_alone_and_at_once() -> None:
     servicers: dict[int, Echo] = {}
 
@@ -68,9 +72,6 @@ async def test_an_oversized_request_fails_alone_and_at_once() -> None:
 
 
 async def test_an_oversized_reply_fails_that_call_only() -> None:
-    def setup(system: System) -> None:
-        system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
-
     async with LocalReplicas(2, setup, limits=LIMITS) as replicas:
         await replicas.wait_full()
         node = replicas[1].config().node(2)
@@ -83,9 +84,6 @@ async def test_an_oversized_reply_fails_that_call_only() -> None:
 
 
 async def test_the_server_enforces_the_same_limit_on_plain_grpc_calls() -> None:
-    def setup(system: System) -> None:
-        system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
-
     async with (
         LocalReplicas(1, setup, limits=LIMITS) as replicas,
         aio.insecure_channel(replicas[1].address) as channel,

@@ -75,10 +75,10 @@ async def call(say: Say, req: Message | None = None) -> Message:
     return reply
 
 
-async def handle(
+async def stream_replies(
     registry: HandlerRegistry, req: Message, *, one_way: bool = False
-) -> Message | None:
-    """The reply ``registry`` sends for a unary request (None if it sends none)."""
+) -> list[Message]:
+    """Every message ``registry`` sends for ``req``; with ``one_way`` it is given no send."""
     sent: list[Message] = []
 
     def send(message: Message) -> bool:
@@ -86,6 +86,14 @@ async def handle(
         return True
 
     await registry.handle(req, PEER, None if one_way else send)
+    return sent
+
+
+async def handle(
+    registry: HandlerRegistry, req: Message, *, one_way: bool = False
+) -> Message | None:
+    """The reply ``registry`` sends for a unary request (None if it sends none)."""
+    sent = await stream_replies(registry, req, one_way=one_way)
     assert len(sent) <= 1
     return sent[0] if sent else None
 
@@ -137,17 +145,6 @@ async def test_client_streaming_method_is_unimplemented() -> None:
     assert reply.status.message == (
         "echo.Echo.Collect is client-streaming; NodeStream calls unary and server-streaming methods"
     )
-
-
-async def stream_replies(registry: HandlerRegistry, req: Message) -> list[Message]:
-    sent: list[Message] = []
-
-    def send(message: Message) -> bool:
-        sent.append(message)
-        return True
-
-    await registry.handle(req, PEER, send)
-    return sent
 
 
 class Streams(echo_pb2_grpc.EchoServicer):

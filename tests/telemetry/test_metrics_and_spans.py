@@ -12,23 +12,15 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.trace import SpanKind
 
-from gorums_mw import GORUMS_ADDR_KEY, System
+from gorums_mw import GORUMS_ADDR_KEY
 from gorums_mw.testing import LocalReplicas
-from tests import echo_pb2, echo_pb2_grpc
-from tests.conftest import Spans
+from tests import echo_pb2
+from tests._echo import setup
+from tests.conftest import Spans, points
 
 pytestmark = pytest.mark.usefixtures("both_framings")
 
 SAY = "echo.Echo.Say"
-
-
-class Echo(echo_pb2_grpc.EchoServicer):
-    async def Say(self, request: Any, context: Any) -> echo_pb2.EchoReply:
-        return echo_pb2.EchoReply(text=request.text)
-
-
-def setup(system: System) -> None:
-    system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
 
 
 @pytest.fixture
@@ -37,18 +29,6 @@ def metrics() -> Iterator[tuple[MeterProvider, InMemoryMetricReader]]:
     provider = MeterProvider(metric_readers=[reader])
     yield provider, reader
     provider.shutdown()
-
-
-def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
-    """Every data point by metric name."""
-    found: dict[str, list[Any]] = {}
-    data = reader.get_metrics_data()
-    assert data is not None
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                found.setdefault(metric.name, []).extend(metric.data.data_points)
-    return found
 
 
 async def test_metrics_of_membership_and_calls(metrics: Any) -> None:

@@ -24,9 +24,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from gorums_mw import System
 from gorums_mw.testing import LocalReplicas
-from tests import echo_pb2, echo_pb2_grpc
+from tests import echo_pb2
+from tests._echo import setup
 
 SAY = "echo.Echo.Say"
 
@@ -64,11 +64,6 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     server.stop(None)
 
 
-class Echo(echo_pb2_grpc.EchoServicer):
-    async def Say(self, request: Any, context: Any) -> echo_pb2.EchoReply:
-        return echo_pb2.EchoReply(text=request.text)
-
-
 def attribute(span: Span, key: str) -> Any:
     for kv in span.attributes:
         if kv.key == key:
@@ -90,9 +85,6 @@ async def test_a_quorum_call_is_one_trace_with_client_server_edges_between_repli
         OTLPMetricExporter(endpoint=endpoint, insecure=True), export_interval_millis=60_000
     )
     meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
-
-    def setup(system: System) -> None:
-        system.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, Echo())
 
     try:
         async with LocalReplicas(
