@@ -250,6 +250,7 @@ class OutboundManager:
             *self._backoff.channel_options(),
             *self._limits.grpc_options(),
             ("grpc.dns_min_time_between_resolutions_ms", int(self._names.min_interval * 1000)),
+            ("grpc.enable_retries", 0),  # a stream refused at a GOAWAY fails; we redial
         ]
         if self._credentials is not None:
             channel = aio.secure_channel(node.address, self._credentials, options=options)
@@ -296,14 +297,17 @@ class OutboundManager:
         """Carry one stream to ``node`` until it ends; return how it ended, if it did.
 
         A stream counts as up once it is open; only the first batched stream
-        to an address waits for the server's answer (its headers, or
-        ``UNIMPLEMENTED`` from a server without the batched form).
+        to an address waits for the server's answer (its headers, marked
+        ``gorums-mw``, or ``UNIMPLEMENTED`` from a server without the
+        batched form).
         """
         try:
             await call.wait_for_connection()
             if probe:
-                await call.initial_metadata()
-                if call.done():
+                # A gorums-mw server marks its headers; a server without the
+                # path answers trailers-only (UNIMPLEMENTED), whose status may
+                # land a moment after its empty headers.
+                if GORUMS_MW_KEY not in await call.initial_metadata():
                     return await call.code()
                 self._forms[node.address] = form
             peer = Peer(node.id, node.address, node.address)

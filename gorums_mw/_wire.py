@@ -16,7 +16,8 @@ GORUMS_NODE_ID_KEY: Final = "gorums-node-id"
 GORUMS_MW_KEY: Final = "gorums-mw"
 """Metadata key gorums-mw replicas send when they dial: the sender keeps one
 stream per pair (the one the lower ID dialed) and closes its own when it loses.
-A replica without it (Go Gorums) keeps both streams, so ours is kept too."""
+A replica without it (Go Gorums) keeps both streams, so ours is kept too.
+A gorums-mw server also sends it in a stream's response headers."""
 
 GORUMS_CLIENT_KEY: Final = "gorums-client"
 """Metadata key a client peer (no listening address) sends on its NodeStream

@@ -19,12 +19,15 @@ from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._endpoint import StreamEndpoint
 from gorums_mw._stream._framing import BatchFraming, Framing, PlainFraming
-from gorums_mw._wire import BATCHED_NODE_STREAM_SERVICE, NODE_STREAM_SERVICE
+from gorums_mw._wire import BATCHED_NODE_STREAM_SERVICE, GORUMS_MW_KEY, NODE_STREAM_SERVICE
 
 if TYPE_CHECKING:
     from gorums_mw._inbound_manager import InboundManager
 
 Context = aio.ServicerContext[Any, Any]
+
+_HEADERS = ((GORUMS_MW_KEY, "1"),)
+"""Response headers of a stream we serve: a dialer's probe tells us from a refusal by them."""
 
 
 def add_node_stream_service(
@@ -82,7 +85,7 @@ async def _serve(manager: InboundManager, context: Context, framing: Framing) ->
     if not isinstance(stream, StreamEndpoint):  # an external caller: served, not registered
         stream = manager.endpoint(peer)
     try:
-        await context.send_initial_metadata(())
+        await context.send_initial_metadata(_HEADERS)
         await stream.run(framing)
     finally:
         if cleanup is not None:

@@ -38,11 +38,14 @@ class Paths(aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def __init__(self) -> None:
         self.seen: list[str] = []
+        self.plain_stream = asyncio.Event()
 
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
     ) -> Any:
         self.seen.append(details.method)
+        if details.method == NODE_STREAM_PATH:
+            self.plain_stream.set()
         return await continuation(details)
 
 
@@ -87,6 +90,8 @@ async def test_a_dialer_falls_back_to_nodestream_and_remembers() -> None:
             try:
                 await dialer.wait_connected(timeout=10)
                 assert isinstance(node.channel, StreamEndpoint) and not node.channel.batched
+                # A stream is up once open, before the server sees it: wait for the server.
+                await asyncio.wait_for(paths.plain_stream.wait(), 10)
             finally:
                 await server.stop(None)
             await eventually(lambda: not node.connected, timeout=10)  # noticed it stopped
