@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -28,6 +29,8 @@ import gorums_mw
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = Path(__file__).with_name("smoke.py")
 DIST_INFO = f"gorums_mw-{gorums_mw.__version__}.dist-info"
+UNTRACKED = (".git", ".venv", "*.egg-info", "__pycache__", "*_cache", ".hypothesis", "build", "dist")
+"""What a build's copy of the tree leaves out (.gitignore's entries and git's own)."""
 
 
 def run(
@@ -113,8 +116,12 @@ class Dist:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    # A copy of the tree: setuptools writes egg-info beside the sources, which
+    # another build of the same checkout (a second test run) would race.
+    source = tmp_path_factory.mktemp("source") / "gorums-mw"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*UNTRACKED))
     out = tmp_path_factory.mktemp("dist")
-    built = run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, ROOT], cwd=out)
+    built = run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, source], cwd=out)
     (wheel,) = out.glob("*.whl")
     (sdist,) = out.glob("*.tar.gz")
     return Dist(wheel, sdist, built.stdout + built.stderr)
