@@ -14,20 +14,26 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # before grpc is imported
 
 import argparse
 import asyncio
+import contextlib
 import json
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import grpc
 from google.protobuf.wrappers_pb2 import BytesValue
 from grpc import aio
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+"""This checkout."""
 
 SERVICE: Final = "bench.Bench"
 SAY_PATH: Final = "/bench.Bench/Say"
@@ -119,14 +125,19 @@ class Child:
             self.proc.wait(5)
 
 
-def spawn(name: str, module: str, *args: str) -> Child:
-    """Start ``python -m module args...`` and wait for its ``READY <json>`` line."""
+def spawn(name: str, module: str, *args: str, tree: Path | None = None) -> Child:
+    """Start ``python -m module args...`` and wait for its ``READY <json>`` line.
+
+    With ``tree``, the child runs that checkout's code (see ``worktree``).
+    """
+    paths = {} if tree is None else {"PYTHONPATH": str(tree)}
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
+        cwd=tree,
+        env={**os.environ, "GRPC_VERBOSITY": "ERROR", **paths},
         stderr=subprocess.DEVNULL if os.environ.get("BENCH_QUIET_CHILDREN") else None,
     )
     assert proc.stdout is not None
@@ -142,6 +153,19 @@ async def stop_all(children: Iterable[Child]) -> None:
     """Stop every child, keeping this event loop running meanwhile (so the
     streams the children close end cleanly here)."""
     await asyncio.gather(*(asyncio.to_thread(child.stop) for child in children))
+
+
+@contextlib.contextmanager
+def worktree(revision: str) -> Iterator[Path]:
+    """A temporary checkout of ``revision`` of this repository, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="gorums-bench-") as parent:
+        tree = Path(parent) / "tree"
+        git = ["git", "-C", str(ROOT)]
+        subprocess.run([*git, "worktree", "add", "--detach", "-q", str(tree), revision], check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=True)
 
 
 def announce(info: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Item 1: what a server interceptor costs per unary RPC and per stream message.
 
-    .venv/bin/python -m bench.interceptor [--rounds 12] [--seconds 0.3] [--nice -10]
+    .venv/bin/python -m bench.interceptor [--rounds 12] [--seconds 0.3] [--nice -10] [--pin]
+        [--base REVISION]
 
 One server process per variant (all started up front, idle while another is
 measured) and this process as the client, on loopback. Rounds alternate the
@@ -10,7 +11,10 @@ with 64 calls in flight and bidi-stream messages/s on one stream (a window of
 are taken against the mean of the bare runs just before and after each
 variant's run; pairs whose two bare runs differ by more than 10% (the
 machine's other load changed meanwhile) are dropped, and the median over the
-remaining pairs is reported.
+remaining pairs is reported. ``--pin`` puts the servers on CPU 0 and the
+client on CPU 1, so a server is CPU-bound on its core. ``--base`` adds the
+row ``gorums-md@base``: the ``gorums-md`` server run from a temporary
+checkout of an earlier revision, measured in the same rounds.
 
 Variants:
 
@@ -19,6 +23,10 @@ Variants:
   (``ClientIdentityInterceptor``), so every call is validated and bound.
 - ``gorums-md``: the same server; the client sends ``gorums-addr`` as plain
   call metadata instead of through a client interceptor (isolates the server).
+- ``gorums-external``: the same server; a plain client (no claim): an
+  external caller, which the interceptor passes through.
+- ``bare-md``: the bare server, and the client of ``gorums-md``: what sending
+  the claim costs without anything reading it.
 - ``bare+noop-ci``: bare server, client with a do-nothing grpc.aio client
   interceptor (what grpc.aio's client interceptor machinery costs by itself).
 - ``otel-noop``: OpenTelemetry's grpc.aio server interceptor, no SDK (the
@@ -31,10 +39,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import grpc
@@ -59,6 +69,7 @@ from bench._common import (
     spread,
     stop_all,
     until_stdin_closes,
+    worktree,
 )
 
 CLIENT_CLAIM: Final = "127.0.0.1:7"
@@ -82,6 +93,8 @@ VARIANTS: Final = (
     Variant("bare", "bare", "plain"),
     Variant("gorums", "gorums", "identity"),
     Variant("gorums-md", "gorums", "metadata"),
+    Variant("gorums-external", "gorums", "plain"),
+    Variant("bare-md", "bare", "metadata"),
     Variant("bare+noop-ci", "bare", "noop"),
     Variant("otel-noop", "otel-noop", "plain"),
     Variant("otel-sdk", "otel-sdk", "plain"),
@@ -371,11 +384,28 @@ async def in_process(rounds: int) -> dict[str, tuple[float, float]]:
     }
 
 
-async def drive(rounds: int, seconds: float, only: Sequence[str]) -> None:
+async def drive(
+    rounds: int, seconds: float, only: Sequence[str], pin: bool, base: Path | None
+) -> None:
     extra = await in_process(rounds)
     variants = [v for v in VARIANTS if not only or v.name in only or v.name == "bare"]
+    if base is not None:
+        variants.append(Variant("gorums-md@base", "gorums@base", "metadata"))
     kinds = sorted({v.server for v in variants})
-    children = {kind: spawn(kind, "bench.interceptor", "--serve", kind) for kind in kinds}
+    children = {
+        kind: spawn(
+            kind,
+            "bench.interceptor",
+            "--serve",
+            kind.removesuffix("@base"),
+            tree=base if kind.endswith("@base") else None,
+        )
+        for kind in kinds
+    }
+    if pin:
+        for child in children.values():
+            os.sched_setaffinity(child.proc.pid, {0})
+        os.sched_setaffinity(0, {1})
     try:
         channels = {v.name: _channel(children[v.server].info["port"], v.client) for v in variants}
         results = Results()
@@ -490,13 +520,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=0.3, help="measured seconds per run")
     parser.add_argument("--only", nargs="*", default=[], help="variants to run (and bare)")
+    parser.add_argument("--pin", action="store_true", help="servers on CPU 0, client on CPU 1")
+    parser.add_argument("--base", help="also run the gorums-md server of this git revision")
     add_nice_option(parser)
     args = parser.parse_args(argv)
     apply_nice(args.nice)
     if args.serve:
         asyncio.run(serve(args.serve))
         return
-    asyncio.run(drive(args.rounds, args.seconds, args.only))
+    if args.base is None:
+        asyncio.run(drive(args.rounds, args.seconds, args.only, args.pin, None))
+        return
+    with worktree(args.base) as base:
+        asyncio.run(drive(args.rounds, args.seconds, args.only, args.pin, base))
 
 
 if __name__ == "__main__":

@@ -20,14 +20,12 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from bench._common import machine, median, print_table, spread
+from bench._common import ROOT, machine, median, print_table, spread, worktree
 
-ROOT: Final = Path(__file__).resolve().parent.parent
 CHILD: Final = ROOT / "bench" / "_versus_child.py"
 RELEASE_0_1_0: Final = "2b6e614"
 WHATS: Final = ("quorum x1", "quorum x64", "identified x64")
@@ -85,17 +83,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.8)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="gorums-versus-") as parent:
-        base = Path(parent) / "base"
-        git = ["git", "-C", str(ROOT)]
-        subprocess.run(
-            [*git, "worktree", "add", "--detach", "-q", str(base), args.base], check=True
-        )
-        try:
-            label = "0.1.0" if args.base == RELEASE_0_1_0 else args.base
-            compare(base, label, args.rounds, args.seconds)
-        finally:
-            subprocess.run([*git, "worktree", "remove", "--force", str(base)], check=True)
+    with worktree(args.base) as base:
+        label = "0.1.0" if args.base == RELEASE_0_1_0 else args.base
+        compare(base, label, args.rounds, args.seconds)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class NodeAddress:
     """A parsed node address: an IP literal or a DNS name, and a port.
 
@@ -40,6 +40,14 @@ class NodeAddress:
 
     def __str__(self) -> str:
         return self.text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NodeAddress):
+            return NotImplemented
+        return self.text == other.text  # canonical: equal text is the same address
+
+    def __hash__(self) -> int:
+        return hash(self.text)  # a str's hash is cached; an ip's is computed each time
 
     @property
     def is_name(self) -> bool:

@@ -38,7 +38,15 @@ class AddressBook:
     event loop of the caller that asked for them (none without a loop).
     """
 
-    __slots__ = ("_by_ip_port", "_by_text", "_nodes", "_resolution", "_resolved", "_tasks")
+    __slots__ = (
+        "_by_ip_port",
+        "_by_text",
+        "_nodes",
+        "_resolution",
+        "_resolved",
+        "_tasks",
+        "generation",
+    )
 
     def __init__(self, nodes: Mapping[int, NodeAddress], resolution: NameResolution) -> None:
         self._nodes = dict(nodes)
@@ -55,9 +63,16 @@ class AddressBook:
             if address.ip is not None
         }
         self._tasks: set[asyncio.Task[None]] = set()
+        self.generation = 0
+        """Counts the changes of names' IPs: what was read before a change may be stale."""
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._nodes
+
+    @property
+    def ttl(self) -> float:
+        """Seconds a name's cached IPs are used before they are resolved again."""
+        return self._resolution.ttl
 
     @property
     def has_names(self) -> bool:
@@ -144,3 +159,4 @@ class AddressBook:
             self._by_ip_port.setdefault((ip, address.port), node_id)
         now = time.monotonic()
         self._resolved[node_id] = _Resolved(ips, now, max(old.asked, now))
+        self.generation += 1

@@ -10,6 +10,8 @@ names' IPs come from the ``AddressBook`` cache.
 
 from __future__ import annotations
 
+import time
+
 from gorums_mw._address import IPAddress, NodeAddress
 from gorums_mw._address_book import AddressBook
 from gorums_mw._claims import AddrClaim, Claim, ClientClaim, NodeIdClaim, claimed_text
@@ -17,17 +19,55 @@ from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, Pee
 from gorums_mw._identity import certified_names, comes_from, peer_ip
 from gorums_mw._peer import EXTERNAL_ID, Peer
 
+_NEVER = float("inf")
+_MAX_VERDICTS = 4096
+"""Connections whose accepted claim is remembered; the memory is emptied when full."""
+
 
 class Identifier:
-    """Turns a claim and a connection into a ``Peer``, or refuses it."""
+    """Turns a claim and a connection into a ``Peer``, or refuses it.
 
-    __slots__ = ("_book", "_require_certificate")
+    The claim a connection (grpc's peer string) made and had accepted is
+    remembered, so the calls after a connection's first cost one dict
+    lookup. The memory is emptied whenever a name's IPs change; an entry
+    lasts at most a name's TTL when nodes have names (so the names'
+    refreshes go on as before); nothing is remembered when a certificate
+    must vouch for the caller (a port reused by another process may hold
+    another one).
+    """
+
+    __slots__ = ("_book", "_generation", "_require_certificate", "_verdicts")
 
     def __init__(self, book: AddressBook, *, require_certificate: bool) -> None:
         self._book = book
         self._require_certificate = require_certificate
+        self._verdicts: dict[str, tuple[Claim, Peer, float]] = {}
+        self._generation = book.generation
 
     def identify(self, peer_string: str, claim: Claim, context: object) -> Peer:
+        """The caller a verified ``claim`` makes of this connection (see ``verify``),
+        remembered for the connection."""
+        remembered = self._verdicts.get(peer_string)
+        if (
+            remembered is not None
+            and remembered[0] is claim  # claims are parsed once per distinct metadata
+            and self._generation == self._book.generation
+            and (remembered[2] == _NEVER or time.monotonic() < remembered[2])
+        ):
+            return remembered[1]
+        peer = self.verify(peer_string, claim, context)
+        if not self._require_certificate:
+            self._remember(peer_string, claim, peer)
+        return peer
+
+    def _remember(self, peer_string: str, claim: Claim, peer: Peer) -> None:
+        if self._generation != self._book.generation or len(self._verdicts) >= _MAX_VERDICTS:
+            self._verdicts.clear()
+            self._generation = self._book.generation
+        expires = time.monotonic() + self._book.ttl if self._book.has_names else _NEVER
+        self._verdicts[peer_string] = (claim, peer, expires)
+
+    def verify(self, peer_string: str, claim: Claim, context: object) -> Peer:
         """The caller a verified ``claim`` makes of this connection.
 
         Args:

@@ -105,7 +105,13 @@ class PeerIdentityInterceptor(_ServerInterceptor):
         if handler is None:
             return None
         method: str = handler_call_details.method
-        claim = _find_claim(handler_call_details.invocation_metadata)
+        metadata = handler_call_details.invocation_metadata
+        claim: Claim | InvalidAddressError | None = None
+        if metadata:
+            try:
+                claim = parse_claim(metadata)
+            except InvalidAddressError as exc:  # refused in the handler, where it can abort
+                claim = exc
         _claim.set(claim)
         if claim is None and method not in self._register:
             return handler
@@ -133,15 +139,28 @@ class PeerIdentityInterceptor(_ServerInterceptor):
         )
 
     def _wrap_coroutine(self, behavior: Behavior, register: bool) -> Behavior:
-        enter = self._enter_stream if register else self._enter_call
+        if register:
+            enter_stream = self._enter_stream
+
+            async def registered(arg: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+                cleanup = await enter_stream(context)
+                try:
+                    return await behavior(arg, context)
+                finally:
+                    cleanup()
+
+            return registered
+        identify = self._registrar.identify
 
         async def identified(arg: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            cleanup = await enter(context)
+            claim = _claim.get()  # this wrapper serves calls that claim: never None here
             try:
-                return await behavior(arg, context)
-            finally:
-                if cleanup is not None:
-                    cleanup()
+                if isinstance(claim, InvalidAddressError):
+                    raise claim
+                bind_peer(identify(context, claim))  # type: ignore[arg-type]
+            except Exception as exc:
+                await abort_with(context, exc)
+            return await behavior(arg, context)
 
         return identified
 
@@ -156,46 +175,36 @@ class PeerIdentityInterceptor(_ServerInterceptor):
                 async for response in behavior(arg, context):
                     yield response
             finally:
-                if cleanup is not None:
-                    cleanup()
+                cleanup()
 
         return identified
 
-    async def _enter_call(self, context: aio.ServicerContext[Any, Any]) -> Cleanup | None:
+    async def _enter_call(self, context: aio.ServicerContext[Any, Any]) -> Cleanup:
         claim = _claim.get()
         try:
             if isinstance(claim, InvalidAddressError):
                 raise claim
-            if isinstance(claim, Claim):
-                bind_peer(self._registrar.identify(context, claim))
+            bind_peer(self._registrar.identify(context, claim))  # type: ignore[arg-type]
         except Exception as exc:
             await abort_with(context, exc)
-        return None
+        return _nothing
 
-    async def _enter_stream(self, context: aio.ServicerContext[Any, Any]) -> Cleanup | None:
+    async def _enter_stream(self, context: aio.ServicerContext[Any, Any]) -> Cleanup:
         try:
             cleanup = self._registrar.handle_stream(context)
             bind_peer(self._registrar.peer(context))
         except Exception as exc:
             await abort_with(context, exc)
-        return cleanup
+        return _nothing if cleanup is None else cleanup
+
+
+def _nothing() -> None:
+    """The cleanup of a call that registered nothing."""
 
 
 def interceptor_ran() -> bool:
     """Whether a ``PeerIdentityInterceptor`` saw the call being handled."""
     return _claim.get() is not _NOT_INTERCEPTED
-
-
-def _find_claim(
-    metadata: tuple[tuple[str, str | bytes], ...] | None,
-) -> Claim | InvalidAddressError | None:
-    """The call's claim; a malformed one is returned, to be refused in the handler."""
-    if not metadata:
-        return None
-    try:
-        return parse_claim(metadata)
-    except InvalidAddressError as exc:
-        return exc
 
 
 _FACTORIES: Final[dict[str, Callable[..., Handler]]] = {

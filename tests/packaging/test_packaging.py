@@ -29,7 +29,7 @@ import gorums_mw
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = Path(__file__).with_name("smoke.py")
 DIST_INFO = f"gorums_mw-{gorums_mw.__version__}.dist-info"
-UNTRACKED = (".git", ".venv", "*.egg-info", "__pycache__", "*_cache", ".hypothesis", "build", "dist")
+UNTRACKED = (".git", ".venv", "*.egg-info", "__pycache__", "*_cache", ".hypothesis", "build")
 """What a build's copy of the tree leaves out (.gitignore's entries and git's own)."""
 
 
