@@ -41,7 +41,8 @@ class TypedConfiguration:
         Quorum call ``bench.typed.Typed.Say``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload

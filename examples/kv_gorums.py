@@ -36,7 +36,8 @@ class KVConfiguration:
         Quorum call ``kv.KV.Get``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(

@@ -37,7 +37,8 @@ class AgentConfiguration:
         Quorum call ``reverse.Agent.Report``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(

@@ -39,7 +39,8 @@ class StorageConfiguration:
         Quorum call ``storage.Storage.Read``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(
@@ -60,7 +61,8 @@ class StorageConfiguration:
         Quorum call ``storage.Storage.Write``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(

@@ -40,7 +40,8 @@ class StorageConfiguration:
         Quorum call ``storage.Storage.Read``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload
@@ -71,7 +72,8 @@ class StorageConfiguration:
         Quorum call ``storage.Storage.Write``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload

@@ -13,6 +13,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 import grpc
@@ -30,6 +31,7 @@ from gorums_mw._calls import (
 )
 from gorums_mw._errors import QuorumCallError
 from gorums_mw._interception import CallInfo, QuorumInterceptor, intercept
+from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._node import Node
 from gorums_mw._quorum import UNDECIDED, collect, threshold
 from gorums_mw._quorum import decide as decide_answers
@@ -57,6 +59,39 @@ NodeLookup = Callable[[int], Node | None]
 """Finds the node with an ID among those its owner (a manager) knows."""
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Origin:
+    """Where a configuration comes from: the configured replicas, and who runs their streams.
+
+    Quorums are sized by this set, never by the nodes connected now: a
+    replica cut off from the others must not decide alone.
+
+    Attributes:
+        ids: the configured node IDs (the ``with_nodes`` set).
+        owners: the lifecycles of the ``System`` or managers whose streams
+            carry the calls; a call through one not started fails at once.
+    """
+
+    ids: frozenset[int]
+    owners: tuple[Lifecycle, ...] = ()
+
+    def require_started(self) -> None:
+        """Raise unless every owner is running.
+
+        Raises:
+            RuntimeError: an owner was never started, or has stopped.
+        """
+        for owner in self.owners:
+            owner.require_started()
+
+    def join(self, other: Origin) -> Origin:
+        """The origin of a configuration combining nodes of both."""
+        if other is self:
+            return self
+        owners = (*self.owners, *(o for o in other.owners if o not in self.owners))
+        return Origin(self.ids | other.ids, owners)
+
+
 class Configuration(Sequence[Node]):
     """An immutable sequence of nodes on which calls are made.
 
@@ -71,7 +106,7 @@ class Configuration(Sequence[Node]):
     event loop that runs the nodes' streams (``RuntimeError`` otherwise).
     """
 
-    __slots__ = ("__weakref__", "_lookup", "_nodes", "_telemetry")
+    __slots__ = ("__weakref__", "_lookup", "_nodes", "_origin", "_telemetry")
 
     def __init__(
         self,
@@ -98,16 +133,22 @@ class Configuration(Sequence[Node]):
         self._nodes: Sequence[Node] = ordered
         self._telemetry = telemetry if telemetry is not None else Telemetry()
         self._lookup = lookup
+        self._origin: Origin | None = None
 
     @classmethod
     def _sorted(
-        cls, nodes: Sequence[Node], telemetry: Telemetry, lookup: NodeLookup | None = None
+        cls,
+        nodes: Sequence[Node],
+        telemetry: Telemetry,
+        lookup: NodeLookup | None = None,
+        origin: Origin | None = None,
     ) -> Configuration:
-        """Wrap already-ordered ``nodes``; the caller never changes them afterwards."""
+        """Wrap already-ordered ``nodes`` from ``origin``; the caller never changes them."""
         config = cls.__new__(cls)
         config._nodes = nodes
         config._telemetry = telemetry
         config._lookup = lookup
+        config._origin = origin
         return config
 
     def __repr__(self) -> str:
@@ -147,7 +188,7 @@ class Configuration(Sequence[Node]):
         """The nodes of either configuration, ID-sorted (union)."""
         if not isinstance(other, Configuration):
             return NotImplemented
-        return self._derive(_merge(self, other).values(), sort=True)
+        return self._combine(other, _merge(self, other).values())
 
     def __and__(self, other: Configuration) -> Configuration:
         """The nodes of both configurations, ID-sorted (intersection)."""
@@ -155,14 +196,15 @@ class Configuration(Sequence[Node]):
             return NotImplemented
         theirs = _by_id(other)
         _check_same(self, theirs)
-        return self._derive((node for node in self._nodes if node.id in theirs), sort=True)
+        return self._combine(other, (node for node in self._nodes if node.id in theirs))
 
     def __sub__(self, other: Configuration) -> Configuration:
         """The nodes of this configuration not in ``other``, order kept (difference)."""
         if not isinstance(other, Configuration):
             return NotImplemented
         theirs = _by_id(other)
-        return self._derive(node for node in self._nodes if node.id not in theirs)
+        kept = tuple(node for node in self._nodes if node.id not in theirs)
+        return Configuration._sorted(kept, self._telemetry, self._lookup, self._joined(other))
 
     @property
     def ids(self) -> tuple[int, ...]:
@@ -180,9 +222,18 @@ class Configuration(Sequence[Node]):
                 return node
         raise KeyError(f"node {node_id!r} is not in this configuration (IDs {list(self.ids)})")
 
+    @property
+    def configured(self) -> int:
+        """How many replicas are configured where this configuration comes from
+        (a manager's ``with_nodes`` set), or its own size when it comes from
+        bare nodes (or from client peers, which no set configures)."""
+        origin = self._origin
+        return len(self._nodes) if origin is None else len(origin.ids)
+
     def majority(self) -> int:
-        """The default quorum size: more than half of the nodes."""
-        return len(self._nodes) // 2 + 1
+        """The default quorum size: more than half of the configured replicas
+        (``configured``), however many of them are connected now."""
+        return self.configured // 2 + 1
 
     def add(self, *node_ids: int) -> Configuration:
         """This configuration plus the nodes with ``node_ids``, ID-sorted.
@@ -236,10 +287,25 @@ class Configuration(Sequence[Node]):
         return self.remove(*failed)
 
     def _derive(self, nodes: Iterable[Node], *, sort: bool = False) -> Configuration:
-        """A configuration of ``nodes`` with this one's telemetry and lookup,
-        ID-sorted if ``sort``, else in the order given."""
+        """A configuration of ``nodes`` with this one's telemetry, lookup and
+        origin, ID-sorted if ``sort``, else in the order given."""
         kept = tuple(sorted(nodes, key=_node_id)) if sort else tuple(nodes)
-        return Configuration._sorted(kept, self._telemetry, self._lookup)
+        return Configuration._sorted(kept, self._telemetry, self._lookup, self._origin)
+
+    def _combine(self, other: Configuration, nodes: Iterable[Node]) -> Configuration:
+        """The ID-sorted configuration of ``nodes``, taken from this one and ``other``."""
+        kept = tuple(sorted(nodes, key=_node_id))
+        return Configuration._sorted(kept, self._telemetry, self._lookup, self._joined(other))
+
+    def _joined(self, other: Configuration) -> Origin | None:
+        """The origin of a combination: both configured sets (a configuration
+        of bare nodes counts as its own nodes), so no combination sizes its
+        quorums by fewer replicas than either part."""
+        mine, theirs = self._origin, other._origin
+        if mine is None and theirs is None:
+            return None
+        mine = mine or Origin(frozenset(self.ids))
+        return mine.join(theirs or Origin(frozenset(other.ids)))
 
     # --- calls -------------------------------------------------------------------------
 
@@ -321,6 +387,7 @@ class Configuration(Sequence[Node]):
                 each node's failure.
             RuntimeError: called outside the event loop of the streams.
         """
+        self._require_started()
         name = checked_method(method, request, reply_type)
         deadline = deadline_of(timeout)
         entries = checked_metadata(metadata)
@@ -392,6 +459,7 @@ class Configuration(Sequence[Node]):
             metadata: as ``quorum_call``.
             interceptors: as ``quorum_call``.
         """
+        self._require_started()
         name = checked_method(method, request, reply_type)
         deadline = deadline_of(timeout)
         info = CallInfo(name, request, self, checked_metadata(metadata))
@@ -468,6 +536,7 @@ class Configuration(Sequence[Node]):
             ValueError, TypeError: as ``quorum_call`` (at once).
             RuntimeError: called outside the event loop of the streams.
         """
+        self._require_started()
         name = checked_method(method, request, reply_type, "server_streaming")
         deadline = deadline_of(timeout)
         entries = checked_metadata(metadata)
@@ -530,6 +599,7 @@ class Configuration(Sequence[Node]):
             ValueError, TypeError: as ``quorum_call``.
             RuntimeError: called outside the event loop of the streams.
         """
+        self._require_started()
         name = checked_method(method, request, None)
         entries = checked_metadata(metadata)
         size = {ATTR_CONFIG_SIZE: len(self)}
@@ -552,18 +622,32 @@ class Configuration(Sequence[Node]):
 
     def _needed(self, method: str, quorum: int | None) -> int:
         if quorum is None:
-            quorum = self.majority()
-        if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
-            raise ValueError(f"quorum must be a positive int, got {quorum!r}")
-        if quorum > len(self._nodes):
-            raise QuorumCallError(
-                method,
-                quorum,
-                {},
-                {},
-                reason=f"a quorum of {quorum} is impossible in {self!r}",
+            needed = self.majority()
+            why = (
+                f"a majority of the {self.configured} configured"
+                if self._origin is not None
+                else "a majority of its nodes"
             )
-        return quorum
+        elif isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
+            raise ValueError(f"quorum must be a positive int, got {quorum!r}")
+        else:
+            needed = quorum
+            why = f"quorum={quorum}"
+            if self._origin is not None:
+                why += f"; {self.configured} are configured"
+        if needed > len(self._nodes):
+            reason = (
+                f"needs {needed} {'replica' if needed == 1 else 'replicas'} ({why}),"
+                f" and this configuration has"
+                f" {len(self._nodes)} ({list(self.ids)})"
+            )
+            raise QuorumCallError(method, needed, {}, {}, reason=reason)
+        return needed
+
+    def _require_started(self) -> None:
+        """Raise unless the managers whose streams carry this configuration's calls run."""
+        if self._origin is not None:
+            self._origin.require_started()
 
 
 def _node_id(node: Node) -> int:

@@ -57,8 +57,8 @@ def add_quorum_health(
         ValueError: ``quorum`` is not 1..number of configured replicas.
         RuntimeError: no event loop is running.
     """
-    total = len(system.manager.known_nodes)
-    needed = total // 2 + 1 if quorum is None else quorum
+    total = system.config().configured
+    needed = system.config().majority() if quorum is None else quorum
     if isinstance(needed, bool) or not isinstance(needed, int) or not 1 <= needed <= total:
         raise ValueError(f"quorum must be 1..{total} (the configured replicas), got {quorum!r}")
     loop = asyncio.get_running_loop()

@@ -20,7 +20,7 @@ from gorums_mw import _telemetry as t
 from gorums_mw._address import parse_node_address
 from gorums_mw._address_book import AddressBook
 from gorums_mw._claims import Claim, ClientClaim, claimed_text, parse_claim
-from gorums_mw._configuration import Configuration
+from gorums_mw._configuration import Configuration, Origin
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._identifier import Identifier
 from gorums_mw._identity import CallContext
@@ -140,7 +140,9 @@ class InboundManager:
         )
         self._identifier = Identifier(self._book, require_certificate=require_certificate)
         peers = {node_id: addr for node_id, addr in self._known.items() if node_id != my_id}
-        self._membership = Membership(self._my_id, peers, self._telemetry, on_config_change)
+        self._membership = Membership(
+            self._my_id, peers, self._telemetry, on_config_change, Origin(frozenset(self._known))
+        )
         self._message_ids = message_ids(accepted=True)
         self._telemetry.watch(self._readings)
 

@@ -50,4 +50,4 @@ class Lifecycle:
                 f"{self.what} was never started: await start() (or async with) first"
             )
         if self.state == "stopped":
-            raise RuntimeError(f"{self.what} is stopped")
+            raise RuntimeError(f"{self.what} was stopped: its streams are closed; start a new one")

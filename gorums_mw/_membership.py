@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gorums_mw import _telemetry as t
-from gorums_mw._configuration import Configuration
+from gorums_mw._configuration import Configuration, Origin
 from gorums_mw._node import Channel, Node
 from gorums_mw._peer import MAX_NODE_ID, Peer
 from gorums_mw._registrar import Cleanup
@@ -75,8 +75,10 @@ class Membership:
         known: dict[int, str],
         telemetry: Telemetry,
         on_change: ConfigCallback | None,
+        origin: Origin,
     ) -> None:
         self.my_id = my_id
+        self._origin = origin
         self.lock = threading.RLock()
         self._telemetry = telemetry
         self._on_change = on_change
@@ -116,7 +118,9 @@ class Membership:
                 if snapshot is None:
                     # Shares the list: _writable_connected copies it before a
                     # change while this snapshot is alive (copy on write).
-                    snapshot = Configuration._sorted(self._connected, self._telemetry, self.node)
+                    snapshot = Configuration._sorted(
+                        self._connected, self._telemetry, self.node, self._origin
+                    )
                     self._snapshot = weakref.ref(snapshot)
         return snapshot
 

@@ -22,6 +22,7 @@ from gorums_mw._calls import (
     timed_out,
 )
 from gorums_mw._errors import CallError
+from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream._replies import Replies
 from gorums_mw._telemetry import (
@@ -78,12 +79,19 @@ class Node:
             client peer, which has none).
     """
 
-    __slots__ = ("_channel", "_last_error", "_latency", "_telemetry", "address", "id")
+    __slots__ = ("_channel", "_last_error", "_latency", "_owner", "_telemetry", "address", "id")
 
-    def __init__(self, node_id: int, address: str, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        address: str,
+        telemetry: Telemetry | None = None,
+        owner: Lifecycle | None = None,
+    ) -> None:
         self.id = node_id
         self.address = address
         self._telemetry = telemetry if telemetry is not None else Telemetry()
+        self._owner = owner
         self._channel: Channel | None = None
         self._latency: float | None = None
         self._last_error: CallError | None = None
@@ -118,6 +126,15 @@ class Node:
     def metric_attributes(self) -> dict[str, AttributeValue]:
         """The attributes of this node's per-node metrics."""
         return _peer_attributes(self.id)
+
+    def require_started(self) -> None:
+        """Raise unless the ``System`` or manager whose streams reach this node runs.
+
+        Raises:
+            RuntimeError: it was never started, or has stopped.
+        """
+        if self._owner is not None:
+            self._owner.require_started()
 
     def attach(self, channel: Channel | None) -> None:
         """Route calls through ``channel`` (None: the node is disconnected)."""
@@ -163,6 +180,7 @@ class Node:
                 its service is known locally).
             RuntimeError: called outside the event loop of the node's stream.
         """
+        self.require_started()
         name = checked_method(method, request, reply_type)
         deadline = deadline_of(timeout)
         entries = checked_metadata(metadata)
@@ -209,6 +227,7 @@ class Node:
             ValueError, TypeError, RuntimeError: as ``rpc`` (raised at the
                 first iteration).
         """
+        self.require_started()
         name = checked_method(method, request, reply_type, "server_streaming")
         deadline = deadline_of(timeout)
         entries = checked_metadata(metadata)
@@ -247,6 +266,7 @@ class Node:
         Raises:
             ValueError, TypeError, RuntimeError: as ``rpc``.
         """
+        self.require_started()
         name = checked_method(method, request, None)
         entries = checked_metadata(metadata)
         with CallTrace(

@@ -15,7 +15,7 @@ from grpc import aio
 from opentelemetry import metrics, trace
 
 from gorums_mw._address import parse_node_address
-from gorums_mw._configuration import Configuration
+from gorums_mw._configuration import Configuration, Origin
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._limits import ByteBudget, Limits
@@ -166,11 +166,17 @@ class OutboundManager:
         self._credentials = credentials
         self._telemetry = Telemetry(tracer_provider, meter_provider, my_id)
         self._linker: StreamLinker = linker if linker is not None else _DirectLinker()
-        self._nodes = {nid: Node(nid, addr, self._telemetry) for nid, addr in nodes.nodes.items()}
-        self._config = Configuration._sorted(
-            tuple(self._nodes.values()), self._telemetry, self._nodes.get
-        )
         self._lifecycle = Lifecycle("OutboundManager")
+        self._nodes = {
+            nid: Node(nid, addr, self._telemetry, self._lifecycle)
+            for nid, addr in nodes.nodes.items()
+        }
+        self._config = Configuration._sorted(
+            tuple(self._nodes.values()),
+            self._telemetry,
+            self._nodes.get,
+            Origin(frozenset(self._nodes), (self._lifecycle,)),
+        )
         self._channels: list[aio.Channel] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()

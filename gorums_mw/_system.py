@@ -13,7 +13,7 @@ from grpc import aio
 from opentelemetry import metrics, trace
 
 from gorums_mw._address import parse_node_address
-from gorums_mw._configuration import Configuration
+from gorums_mw._configuration import Configuration, Origin
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._inbound_manager import ConfigCallback, InboundManager, describe_condition
 from gorums_mw._lifecycle import Lifecycle
@@ -141,7 +141,8 @@ class System:
             name_resolution=self._names,
         )
         """The InboundManager of this replica."""
-        self._self_node = Node(my_id, self._address, self.manager.telemetry)
+        self._self_node = Node(my_id, self._address, self.manager.telemetry, self._lifecycle)
+        self._origin = Origin(frozenset(nodes.nodes), (self._lifecycle,))
         self._local = LocalChannel(
             Peer(my_id, self._address, "local"), self.handlers, self.manager.telemetry
         )
@@ -280,6 +281,7 @@ class System:
             tuple(sorted((*peers, self._self_node), key=lambda node: node.id)),
             self.manager.telemetry,
             self._node,
+            self._origin,
         )
         self._cached = (peers, config)
         return config

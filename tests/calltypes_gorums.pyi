@@ -43,7 +43,8 @@ class CallsConfiguration:
         Quorum call ``calltypes.Calls.Read``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload

@@ -63,9 +63,9 @@ class Store:
 class StorageReplica(storage_pb2_grpc.StorageServicer):
     """The ``storage.Storage`` servicer of one replica.
 
-    Quorums are a majority of all configured replicas (not of those
-    connected), so any two quorums share a replica; with fewer replicas
-    connected, the client operations fail with ``UNAVAILABLE``.
+    Quorums are the default: a majority of all configured replicas (not of
+    those connected), so any two quorums share a replica; with fewer
+    replicas connected, the client operations fail with ``UNAVAILABLE``.
     """
 
     def __init__(self, system: System, store: Store, *, timeout: float = 2.0) -> None:
@@ -79,7 +79,6 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
         self.system = system
         self.store = store
         self.timeout = timeout
-        self.quorum = len(system.manager.known_nodes) // 2 + 1
         self.write_backs = 0
         """Reads that found replicas disagreeing and wrote the newest value back."""
         self._writes: Configuration | None = None
@@ -98,10 +97,8 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
 
     async def ReadQuorum(self, request: ReadRequest, context: Context) -> Value:
         """Read a quorum; write the newest value back if they disagree; return it."""
-        storage = await self._storage(context)
-        replies = await self._quorum(
-            context, storage.Read(request, quorum=self.quorum, timeout=self.timeout)
-        )
+        storage = StorageConfiguration(self.system.config())
+        replies = await self._quorum(context, storage.Read(request, timeout=self.timeout))
         newest = max(replies.values(), key=stamp)
         if any(stamp(reply) != stamp(newest) for reply in replies.values()):
             await self._write(context, newest)
@@ -110,10 +107,9 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
 
     async def WriteQuorum(self, request: WriteRequest, context: Context) -> Value:
         """Pick a timestamp above any a quorum holds; write the value to a quorum."""
-        storage = await self._storage(context)
+        storage = StorageConfiguration(self.system.config())
         replies = await self._quorum(
-            context,
-            storage.Read(ReadRequest(key=request.key), quorum=self.quorum, timeout=self.timeout),
+            context, storage.Read(ReadRequest(key=request.key), timeout=self.timeout)
         )
         latest = max(reply.timestamp for reply in replies.values())
         value = Value(
@@ -121,17 +117,6 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
         )
         await self._write(context, value)
         return value
-
-    async def _storage(self, context: Context) -> StorageConfiguration:
-        """The live configuration's calls; abort with ``UNAVAILABLE`` if it lacks a quorum."""
-        config = self.system.config()
-        if len(config) < self.quorum:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"replica {self.system.id} sees only {list(config.ids)}, "
-                f"short of a quorum of {self.quorum}",
-            )
-        return StorageConfiguration(config)
 
     async def _write(self, context: Context, value: Value) -> None:
         """Write ``value`` to a quorum of the write configuration.
@@ -146,10 +131,7 @@ class StorageReplica(storage_pb2_grpc.StorageServicer):
             self._dropped_from = self._dropped_from & live  # who left since can come back
             writes = (self._writes & live) | (live - self._dropped_from)
         try:
-            call = StorageConfiguration(writes).Write(
-                value, quorum=self.quorum, timeout=self.timeout
-            )
-            await call
+            await StorageConfiguration(writes).Write(value, timeout=self.timeout)
         except QuorumCallError as exc:
             self._writes, self._dropped_from = writes.without_errors(exc), live
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))

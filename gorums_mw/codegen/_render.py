@@ -29,7 +29,8 @@ _WHAT = {
     CallType.QUORUM_CALL: (
         "Quorum call ``{full}``.\n\n"
         "Returns the replies by node ID once ``quorum`` of them (default a\n"
-        "majority) are in, or the result of ``quorum_function``; see\n"
+        "majority of the configured replicas) are in, or the result of\n"
+        "``quorum_function``; see\n"
         "``gorums_mw.Configuration.quorum_call``."
     ),
     CallType.CORRECTABLE: (

@@ -110,7 +110,10 @@ async def test_churn_leaves_a_true_configuration_and_no_leaks() -> None:
         while time.monotonic() < deadline:
             config = manager.inbound_config()
             try:
-                await config.quorum_call(SAY, echo_pb2.EchoRequest(), echo_pb2.EchoReply, timeout=5)
+                # Most configured peers come and go: a quorum of the stable ones.
+                await config.quorum_call(
+                    SAY, echo_pb2.EchoRequest(), echo_pb2.EchoReply, quorum=STABLE, timeout=5
+                )
                 ok += 1
             except QuorumCallError as error:
                 # Only peers that left mid-call may fail, and they fail fast.

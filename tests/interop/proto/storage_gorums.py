@@ -63,7 +63,8 @@ class StorageConfiguration:
         Quorum call ``proto.Storage.ReadQC``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(
@@ -84,7 +85,8 @@ class StorageConfiguration:
         Quorum call ``proto.Storage.WriteQC``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(
@@ -105,7 +107,8 @@ class StorageConfiguration:
         Quorum call ``proto.Storage.ReadNestedQC``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(
@@ -126,7 +129,8 @@ class StorageConfiguration:
         Quorum call ``proto.Storage.WriteNestedMulticast``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(

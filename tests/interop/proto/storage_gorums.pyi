@@ -58,7 +58,8 @@ class StorageConfiguration:
         Quorum call ``proto.Storage.ReadQC``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload
@@ -89,7 +90,8 @@ class StorageConfiguration:
         Quorum call ``proto.Storage.WriteQC``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload
@@ -120,7 +122,8 @@ class StorageConfiguration:
         Quorum call ``proto.Storage.ReadNestedQC``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload
@@ -151,7 +154,8 @@ class StorageConfiguration:
         Quorum call ``proto.Storage.WriteNestedMulticast``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload
