@@ -10,6 +10,7 @@ from gorums_mw._errors import (
     PeerAddressMismatchError,
     PeerCertificateError,
     QuorumCallError,
+    StreamLimitError,
 )
 from gorums_mw._health import add_quorum_health
 from gorums_mw._identity import identify_peer, normalize_addr
@@ -54,6 +55,7 @@ __all__ = [
     "QuorumCallError",
     "QuorumFunction",
     "QuorumInterceptor",
+    "StreamLimitError",
     "System",
     "__version__",
     "add_node_stream_service",

@@ -7,6 +7,7 @@ Hierarchy::
     ├── PeerAddressMismatchError                  claimed IP is not the connection's IP
     ├── PeerCertificateError                      claimed IP is not in the TLS client certificate
     ├── ConfigurationError (also ValueError)      bad node IDs or addresses in options
+    ├── StreamLimitError                          a server holds as many streams as Limits allow
     └── CallError                                 a call on a node or configuration failed
         └── QuorumCallError                       a quorum became impossible
 
@@ -75,6 +76,29 @@ class PeerCertificateError(GorumsError):
 
 class ConfigurationError(GorumsError, ValueError):
     """Node options are invalid: a bad ID, a bad address or a duplicate."""
+
+
+class StreamLimitError(GorumsError):
+    """A server already holds as many client peers or unconfigured callers'
+    streams as its ``Limits`` allow (``RESOURCE_EXHAUSTED`` on the wire).
+
+    Attributes:
+        limit: the ``Limits`` field that was reached (``max_client_peers`` or
+            ``max_streams``).
+        value: its value.
+    """
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, limit: str, value: int) -> None:
+        super().__init__(
+            f"this server holds {value} {_HELD[limit]} (Limits.{limit}); try again later"
+        )
+        self.limit = limit
+        self.value = value
+
+
+_HELD = {"max_client_peers": "client peers", "max_streams": "streams of unconfigured callers"}
 
 
 class CallError(GorumsError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import StatusCode
@@ -21,7 +22,7 @@ from gorums_mw._address import parse_node_address
 from gorums_mw._address_book import AddressBook
 from gorums_mw._claims import Claim, ClientClaim, claimed_text, parse_claim
 from gorums_mw._configuration import Configuration, Origin
-from gorums_mw._errors import ConfigurationError
+from gorums_mw._errors import ConfigurationError, StreamLimitError
 from gorums_mw._identifier import Identifier
 from gorums_mw._identity import CallContext
 from gorums_mw._limits import ByteBudget, Limits
@@ -144,6 +145,8 @@ class InboundManager:
             self._my_id, peers, self._telemetry, on_config_change, Origin(frozenset(self._known))
         )
         self._message_ids = message_ids(accepted=True)
+        self._unconfigured: dict[object, Cleanup] = {}
+        """External callers' streams, each holding a place under ``Limits.max_streams``."""
         self._telemetry.watch(self._readings)
 
     def __repr__(self) -> str:
@@ -270,11 +273,16 @@ class InboundManager:
             stream: what calls to the peer go through; default a NodeStream
                 endpoint on this context (served by the NodeStream service).
 
+        Client peers count against ``Limits.max_client_peers`` and, with
+        the external callers' NodeStreams, against ``Limits.max_streams``.
+
         Returns:
             The cleanup to run when the stream ends, or None for an external
             or unknown caller.
 
         Raises:
+            StreamLimitError: a cap of ``Limits`` is reached; nothing is
+                registered and nothing registered is disturbed.
             InvalidAddressError: the claim is malformed or inconsistent.
             PeerAddressMismatchError: the connection's IP is not the node's.
             PeerCertificateError: as ``identify``.
@@ -289,6 +297,7 @@ class InboundManager:
         if claim is None:
             return None
         if isinstance(claim, ClientClaim):
+            self._check_room(context, client=True)
             return self._register_client(context.peer() or "", stream, context, _links(context))
         peer = self.identify(context, claim)
         if peer.id == EXTERNAL_ID or peer.id == self._my_id:
@@ -436,6 +445,46 @@ class InboundManager:
         except Exception as exc:
             self._record_reject("", context.peer() or "", exc, _links(context))
             raise
+
+    def _check_room(self, context: CallContext, *, client: bool) -> None:
+        """Refuse one more unconfigured caller's stream when a cap of ``Limits`` is reached."""
+        with self._membership.lock:
+            error = self._no_room(client=client)
+        if error is not None:
+            self._refuse(context, error)
+
+    def admit_external(self, context: CallContext) -> Cleanup:
+        """Hold a place under ``Limits.max_streams`` for an external caller's
+        NodeStream (the NodeStream service calls it); return what frees it.
+
+        Raises:
+            StreamLimitError: the cap is reached.
+        """
+
+        def leave() -> None:
+            with self._membership.lock:
+                self._unconfigured.pop(context, None)
+
+        with self._membership.lock:
+            error = self._no_room(client=False)
+            if error is None:
+                self._unconfigured[context] = leave
+                return leave
+        self._refuse(context, error)
+
+    def _no_room(self, *, client: bool) -> StreamLimitError | None:
+        """The cap one more client peer (or external caller) would pass; call with the lock."""
+        limits = self._limits
+        clients = len(self._membership.clients)
+        if client and clients >= limits.max_client_peers:
+            return StreamLimitError("max_client_peers", limits.max_client_peers)
+        if clients + len(self._unconfigured) >= limits.max_streams:
+            return StreamLimitError("max_streams", limits.max_streams)
+        return None
+
+    def _refuse(self, context: CallContext, error: StreamLimitError) -> NoReturn:
+        self._record_reject("", context.peer() or "", error, _links(context))
+        raise error
 
     def _check_peer(self, node_id: int) -> None:
         if node_id not in self._known or node_id == self._my_id:

@@ -1,4 +1,5 @@
-"""Memory limits of streams: the largest message, and the bytes buffered per stream and in all.
+"""Limits of a server and its streams: the largest message, the bytes buffered per stream
+and in all, and how many streams of callers other than the configured replicas it holds.
 
 A stream buffers two kinds of bytes: messages queued for its single writer,
 and the peer's requests whose handlers are still running. Both count against
@@ -31,7 +32,8 @@ peer flooding a full stream still learns why, while what it costs stays bounded.
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """How large one message may be, and how many bytes streams may buffer.
+    """How large one message may be, how many bytes streams may buffer, and how
+    many streams of unconfigured callers a server holds.
 
     Attributes:
         max_message: the largest NodeStream message, in bytes, in either
@@ -49,18 +51,33 @@ class Limits:
             grows it by BDP probing, which let one flooding peer make grpc
             buffer over 100 MiB; fixed, it bounds what grpc holds per stream
             (throughput per stream is then at most this window per round trip).
+        max_client_peers: client peers (``gorums-client``) registered at once
+            (default 1,000). One more is answered ``RESOURCE_EXHAUSTED``;
+            nothing registered is disturbed.
+        max_streams: inbound streams held at once for callers that are not
+            configured replicas: client peers and external callers (default
+            4,096; an idle one costs the server tens of KiB, BENCHMARKS.md).
+            One more is answered ``RESOURCE_EXHAUSTED``. Configured replicas
+            are never refused: each holds one stream, replaced when it
+            reconnects.
     """
 
     max_message: int = 4 * MiB
     stream_buffer: int = 8 * MiB
     total_buffer: int = 128 * MiB
     transport_window: int = 1 * MiB
+    max_client_peers: int = 1_000
+    max_streams: int = 4_096
 
     def __post_init__(self) -> None:
         for name in ("max_message", "stream_buffer", "total_buffer", "transport_window"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive int of bytes, got {value!r}")
+        for name in ("max_client_peers", "max_streams"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
         if self.stream_buffer < self.max_message:
             raise ValueError(
                 f"Limits.stream_buffer ({self.stream_buffer}) must hold one message of"

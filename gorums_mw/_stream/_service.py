@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc import aio
 
-from gorums_mw._errors import abort_with
+from gorums_mw._errors import StreamLimitError, abort_with
 from gorums_mw._peer import bind_peer
 from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
@@ -83,6 +83,10 @@ async def _serve(manager: InboundManager, context: Context, framing: Framing) ->
     bind_peer(peer)
     stream = manager.stream_of(context)
     if not isinstance(stream, StreamEndpoint):  # an external caller: served, not registered
+        try:
+            cleanup = manager.admit_external(context)
+        except StreamLimitError as exc:
+            await abort_with(context, exc)
         stream = manager.endpoint(peer)
     try:
         await context.send_initial_metadata(_HEADERS)
