@@ -15,18 +15,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The library, installed with pip from the repository's own sources
-# (gorums_mw/interceptors is a symlink to interceptors/: copy both).
+# (interceptors/ installs as gorums_mw.interceptors: copy both).
 COPY pyproject.toml README.md LICENSE /src/
 COPY gorums_mw/ /src/gorums_mw/
 COPY interceptors/ /src/interceptors/
 RUN pip install /src && rm -rf /src
 
-# The example runs from the source tree: python -m examples.storage. Its
-# storage_pb2 imports the top-level gorums_pb2 (storage.proto imports
-# gorums.proto), generated beside examples/ as protoc writes it for any user.
+# The example runs from the source tree: python -m examples.storage.
 WORKDIR /app
 COPY examples/ /app/examples/
-COPY gorums_pb2.py /app/
 
 USER 10001:10001
 EXPOSE 9001

@@ -53,7 +53,7 @@ from bench._common import (
     until_stdin_closes,
 )
 from gorums_mw import GORUMS_ADDR_KEY, GORUMS_NODE_ID_KEY
-from gorums_mw._claims import parse_claim
+from gorums_mw._identity.claims import parse_claim
 
 CLAIM: Final = "127.0.0.1:7"
 TIME_PATH: Final = "/bench.Time/Time"
@@ -71,8 +71,10 @@ PROBES: Final = (
 
 
 async def _probes() -> dict[str, Callable[[Context, bool], float]]:
-    from gorums_mw import InboundManager, _claims, _identity, identify_peer, with_nodes
-    from gorums_mw._address import parse_node_address
+    from gorums_mw import InboundManager, identify_peer, with_nodes
+    from gorums_mw._identity import claims as _claims
+    from gorums_mw._identity import connection as _identity
+    from gorums_mw._identity.address import parse_node_address
 
     manager = InboundManager(1, with_nodes({1: "127.0.0.1:1", 2: CLAIM}))
     named = InboundManager(1, with_nodes({1: "127.0.0.1:1", 2: "localhost:7"}))

@@ -23,7 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
-import gorums_pb2 as gorums__pb2
+from gorums_mw.proto import gorums_pb2 as gorums__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x62\x65nch/typed.proto\x12\x0b\x62\x65nch.typed\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x0cgorums.proto2\x90\x01\n\x05Typed\x12\x45\n\x03Say\x12\x1b.google.protobuf.BytesValue\x1a\x1b.google.protobuf.BytesValue\"\x04\xa0\xb5\x18\x01\x12@\n\x04\x45\x63ho\x12\x1b.google.protobuf.BytesValue\x1a\x1b.google.protobuf.BytesValueb\x06proto3')

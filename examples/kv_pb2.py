@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-import gorums_pb2 as gorums__pb2
+from gorums_mw.proto import gorums_pb2 as gorums__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x65xamples/kv.proto\x12\x02kv\x1a\x0cgorums.proto\"\x14\n\x04Keys\x12\x0c\n\x04keys\x18\x01 \x03(\t\"p\n\x06Values\x12&\n\x06values\x18\x01 \x03(\x0b\x32\x16.kv.Values.ValuesEntry\x12\x0f\n\x07replica\x18\x02 \x01(\r\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\'\n\x02KV\x12!\n\x03Get\x12\x08.kv.Keys\x1a\n.kv.Values\"\x04\xa0\xb5\x18\x01\x62\x06proto3')

@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-import gorums_pb2 as gorums__pb2
+from gorums_mw.proto import gorums_pb2 as gorums__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65xamples/reverse.proto\x12\x07reverse\x1a\x0cgorums.proto\"!\n\rReportRequest\x12\x10\n\x08question\x18\x01 \x01(\t\")\n\x0bReportReply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04load\x18\x02 \x01(\x05\x32\x45\n\x05\x41gent\x12<\n\x06Report\x12\x16.reverse.ReportRequest\x1a\x14.reverse.ReportReply\"\x04\xa0\xb5\x18\x01\x62\x06proto3')

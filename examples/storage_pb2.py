@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-import gorums_pb2 as gorums__pb2
+from gorums_mw.proto import gorums_pb2 as gorums__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65xamples/storage.proto\x12\x07storage\x1a\x0cgorums.proto\"\x1a\n\x0bReadRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"*\n\x0cWriteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"F\n\x05Value\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x11\n\ttimestamp\x18\x03 \x01(\x04\x12\x0e\n\x06writer\x18\x04 \x01(\r\"\x1c\n\nWriteReply\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x32\xdb\x01\n\x07Storage\x12\x32\n\x04Read\x12\x14.storage.ReadRequest\x1a\x0e.storage.Value\"\x04\xa0\xb5\x18\x01\x12\x32\n\x05Write\x12\x0e.storage.Value\x1a\x13.storage.WriteReply\"\x04\xa0\xb5\x18\x01\x12\x32\n\nReadQuorum\x12\x14.storage.ReadRequest\x1a\x0e.storage.Value\x12\x34\n\x0bWriteQuorum\x12\x15.storage.WriteRequest\x1a\x0e.storage.Valueb\x06proto3')

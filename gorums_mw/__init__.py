@@ -1,7 +1,9 @@
 """gorums-mw: symmetric configurations for Python gRPC, as grpc.aio middleware."""
 
-from gorums_mw._calls import NodeReply, QuorumFunction
-from gorums_mw._configuration import Configuration
+from gorums_mw._calls.common import NodeReply, QuorumFunction
+from gorums_mw._calls.configuration import Configuration
+from gorums_mw._calls.interception import CallInfo, QuorumInterceptor
+from gorums_mw._calls.node import Node
 from gorums_mw._errors import (
     CallError,
     ConfigurationError,
@@ -13,17 +15,15 @@ from gorums_mw._errors import (
     StreamLimitError,
 )
 from gorums_mw._health import add_quorum_health
-from gorums_mw._identity import identify_peer, normalize_addr
-from gorums_mw._inbound_manager import InboundManager
-from gorums_mw._interception import CallInfo, QuorumInterceptor
+from gorums_mw._identity.connection import identify_peer, normalize_addr
+from gorums_mw._identity.peer import Peer, current_peer
+from gorums_mw._inbound.manager import InboundManager
+from gorums_mw._inbound.service import add_node_stream_service
 from gorums_mw._limits import Limits
-from gorums_mw._node import Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, with_node_list, with_nodes
 from gorums_mw._outbound import OutboundManager
-from gorums_mw._peer import Peer, current_peer
 from gorums_mw._settings import Backoff, Keepalive, NameResolution
-from gorums_mw._stream._registry import HandlerRegistry
-from gorums_mw._stream._service import add_node_stream_service
+from gorums_mw._stream.registry import HandlerRegistry
 from gorums_mw._system import System
 from gorums_mw._version import __version__
 from gorums_mw._wire import GORUMS_ADDR_KEY, GORUMS_CLIENT_KEY, GORUMS_NODE_ID_KEY

@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 # grpc-stubs predates the aio servicer that grpcio-health-checking exports as ``health.aio``.
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined, unused-ignore]
 
-from gorums_mw._configuration import Configuration
+from gorums_mw._calls.configuration import Configuration
 from gorums_mw._system import System
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gorums_mw._address import parse_node_address
 from gorums_mw._errors import ConfigurationError
-from gorums_mw._peer import MAX_NODE_ID
+from gorums_mw._identity.address import parse_node_address
+from gorums_mw._identity.peer import MAX_NODE_ID
 
 
 @dataclass(frozen=True, slots=True)

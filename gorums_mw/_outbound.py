@@ -14,21 +14,21 @@ import grpc
 from grpc import aio
 from opentelemetry import metrics, trace
 
-from gorums_mw._address import parse_node_address
-from gorums_mw._configuration import Configuration, Origin
+from gorums_mw._calls.configuration import Configuration, Origin
+from gorums_mw._calls.node import Node
 from gorums_mw._errors import ConfigurationError
+from gorums_mw._identity.address import parse_node_address
+from gorums_mw._identity.peer import Peer
+from gorums_mw._identity.registrar import Cleanup
 from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._limits import ByteBudget, Limits
-from gorums_mw._node import Node
 from gorums_mw._options import NodeListOption, check_node_id
-from gorums_mw._peer import Peer
 from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._registrar import Cleanup
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
-from gorums_mw._stream._endpoint import StreamEndpoint
-from gorums_mw._stream._framing import BatchFraming, Framing, PlainFraming
-from gorums_mw._stream._registry import HandlerRegistry
+from gorums_mw._stream.endpoint import StreamEndpoint
+from gorums_mw._stream.framing import BatchFraming, Framing, PlainFraming
+from gorums_mw._stream.registry import HandlerRegistry
 from gorums_mw._telemetry import Telemetry
 from gorums_mw._wire import (
     BATCHED_NODE_STREAM_PATH,

@@ -12,22 +12,22 @@ import grpc
 from grpc import aio
 from opentelemetry import metrics, trace
 
-from gorums_mw._address import parse_node_address
-from gorums_mw._configuration import Configuration, Origin
+from gorums_mw._calls.configuration import Configuration, Origin
+from gorums_mw._calls.node import Node
 from gorums_mw._errors import ConfigurationError
-from gorums_mw._inbound_manager import ConfigCallback, InboundManager, describe_condition
+from gorums_mw._identity.address import parse_node_address
+from gorums_mw._identity.peer import Peer
+from gorums_mw._identity.registrar import Cleanup
+from gorums_mw._inbound.manager import ConfigCallback, InboundManager, describe_condition
+from gorums_mw._inbound.service import add_node_stream_service
 from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._limits import ByteBudget, Limits
-from gorums_mw._node import Node
 from gorums_mw._options import InboundNodeOption, check_node_id, with_nodes
 from gorums_mw._outbound import OutboundManager
-from gorums_mw._peer import Peer
-from gorums_mw._registrar import Cleanup
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
-from gorums_mw._stream._endpoint import StreamEndpoint
-from gorums_mw._stream._local import LocalChannel
-from gorums_mw._stream._registry import HandlerRegistry
-from gorums_mw._stream._service import add_node_stream_service
+from gorums_mw._stream.endpoint import StreamEndpoint
+from gorums_mw._stream.local import LocalChannel
+from gorums_mw._stream.registry import HandlerRegistry
 from gorums_mw.interceptors._server import PeerIdentityInterceptor
 
 AddServicer = Callable[[Any, Any], None]

@@ -4,11 +4,12 @@ Depends only on grpc and the core's vocabulary (``Peer``, claims, the
 ``PeerRegistrar`` protocol that ``gorums_mw.InboundManager`` implements).
 """
 
-from gorums_mw._peer import Peer, current_peer
-from gorums_mw._registrar import Cleanup, PeerRegistrar
-from gorums_mw.interceptors._client import ClientIdentityInterceptor
-from gorums_mw.interceptors._decorators import replicas_only, with_peer
-from gorums_mw.interceptors._server import (
+from gorums_mw._identity.peer import Peer, current_peer
+from gorums_mw._identity.registrar import Cleanup, PeerRegistrar
+
+from ._client import ClientIdentityInterceptor
+from ._decorators import replicas_only, with_peer
+from ._server import (
     NODE_STREAM_METHOD,
     STREAM_METHODS,
     PeerIdentityInterceptor,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from grpc import aio
 
-from gorums_mw._address import normalize_addr
+from gorums_mw._identity.address import normalize_addr
 from gorums_mw._wire import GORUMS_ADDR_KEY
 
 _Details = aio.ClientCallDetails

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from gorums_mw._peer import UNKNOWN_PEER, Peer, current_peer
-from gorums_mw.interceptors._server import interceptor_ran
+from gorums_mw._identity.peer import UNKNOWN_PEER, Peer, current_peer
+
+from ._server import interceptor_ran
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import grpc
 from grpc import aio
 
-from gorums_mw._claims import (
+from gorums_mw._errors import InvalidAddressError, abort_with
+from gorums_mw._identity.claims import (
     Claim,
     parse_claim,
 )
-from gorums_mw._errors import InvalidAddressError, abort_with
-from gorums_mw._peer import bind_peer
-from gorums_mw._registrar import Cleanup, PeerRegistrar
+from gorums_mw._identity.peer import bind_peer
+from gorums_mw._identity.registrar import Cleanup, PeerRegistrar
 from gorums_mw._wire import BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH
 
 NODE_STREAM_METHOD: Final = NODE_STREAM_PATH

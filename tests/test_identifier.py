@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from gorums_mw import PeerAddressMismatchError, PeerCertificateError
-from gorums_mw._address import parse_node_address
-from gorums_mw._address_book import AddressBook
-from gorums_mw._claims import Claim, parse_claim
-from gorums_mw._identifier import Identifier
+from gorums_mw._identity.address import parse_node_address
+from gorums_mw._identity.address_book import AddressBook
+from gorums_mw._identity.claims import Claim, parse_claim
+from gorums_mw._identity.identifier import Identifier
 from gorums_mw._settings import NameResolution
 
 CONNECTION = "ipv4:127.0.0.1:50000"

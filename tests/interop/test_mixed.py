@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pytest
 
 from gorums_mw import Configuration, System, with_nodes
-from gorums_mw._stream._endpoint import StreamEndpoint
+from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw.testing import free_ports
 from tests.interop.conftest import StartGo
 from tests.interop.goproc import GoPeer

@@ -53,11 +53,14 @@ def run(
 
 
 def source_modules() -> set[str]:
-    """Every module file of the source tree, as wheel paths (the symlink followed)."""
+    """Every module file of the source tree, as wheel paths (interceptors/ is
+    installed as gorums_mw/interceptors/)."""
     found = set()
-    for directory, _, files in os.walk(ROOT / "gorums_mw", followlinks=True):
-        relative = Path(directory).relative_to(ROOT)
-        found |= {(relative / name).as_posix() for name in files if name.endswith((".py", ".pyi"))}
+    folders = (("gorums_mw", "gorums_mw"), ("interceptors", "gorums_mw/interceptors"))
+    for folder, installed in folders:
+        for directory, _, files in os.walk(ROOT / folder):
+            relative = Path(installed) / Path(directory).relative_to(ROOT / folder)
+            found |= {(relative / n).as_posix() for n in files if n.endswith((".py", ".pyi"))}
     return found
 
 
@@ -119,7 +122,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
     # A copy of the tree: setuptools writes egg-info beside the sources, which
     # another build of the same checkout (a second test run) would race.
     source = tmp_path_factory.mktemp("source") / "gorums-mw"
-    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*UNTRACKED))
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*UNTRACKED))
     out = tmp_path_factory.mktemp("dist")
     built = run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, source], cwd=out)
     (wheel,) = out.glob("*.whl")

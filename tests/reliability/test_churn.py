@@ -9,6 +9,7 @@ import time
 
 import grpc
 import pytest
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from grpc import aio
 
 from gorums_mw import (
@@ -19,12 +20,11 @@ from gorums_mw import (
     add_node_stream_service,
     with_nodes,
 )
-from gorums_mw._peer import Peer
+from gorums_mw._identity.peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._endpoint import StreamEndpoint
-from gorums_mw._stream._framing import PlainFraming
+from gorums_mw._stream.endpoint import StreamEndpoint
+from gorums_mw._stream.framing import PlainFraming
 from gorums_mw._wire import NODE_STREAM_PATH
-from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import eventually

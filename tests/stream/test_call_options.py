@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from gorums_mw import CallError, CallInfo, NodeReply, QuorumCallError, System
-from gorums_mw._stream._endpoint import StreamEndpoint
+from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw.testing import LocalReplicas
 from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import eventually

@@ -9,11 +9,11 @@ import grpc
 import pytest
 
 from gorums_mw import CallError
-from gorums_mw._peer import Peer
+from gorums_mw._identity.peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._endpoint import SERVER_ID_BIT, StreamEndpoint
-from gorums_mw._stream._framing import PlainFraming
-from gorums_mw._stream._registry import HandlerRegistry
+from gorums_mw._stream.endpoint import SERVER_ID_BIT, StreamEndpoint
+from gorums_mw._stream.framing import PlainFraming
+from gorums_mw._stream.registry import HandlerRegistry
 from tests import echo_pb2, echo_pb2_grpc
 
 SAY = "echo.Echo.Say"

@@ -14,10 +14,10 @@ import pytest
 from google.protobuf import empty_pb2
 from opentelemetry import propagate, trace
 
-from gorums_mw._peer import UNKNOWN_PEER, Peer, current_peer
+from gorums_mw._identity.peer import UNKNOWN_PEER, Peer, current_peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
-from gorums_mw._stream._context import NodeStreamContext
-from gorums_mw._stream._registry import HandlerRegistry
+from gorums_mw._stream.context import NodeStreamContext
+from gorums_mw._stream.registry import HandlerRegistry
 from tests import calltypes_pb2, calltypes_pb2_grpc, echo_pb2, echo_pb2_grpc
 from tests.conftest import Spans
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from grpc import aio
 
 from gorums_mw import (
@@ -25,9 +26,8 @@ from gorums_mw import (
     with_nodes,
 )
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._endpoint import StreamEndpoint
+from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._wire import NODE_STREAM_PATH
-from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc
 

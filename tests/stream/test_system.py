@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from gorums_mw import CallError, QuorumCallError, System, current_peer, with_nodes
-from gorums_mw._stream._endpoint import StreamEndpoint
+from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw.testing import LocalReplicas
 from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import Spans

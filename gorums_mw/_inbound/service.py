@@ -14,15 +14,15 @@ import grpc
 from grpc import aio
 
 from gorums_mw._errors import StreamLimitError, abort_with
-from gorums_mw._peer import bind_peer
+from gorums_mw._identity.peer import bind_peer
 from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._endpoint import StreamEndpoint
-from gorums_mw._stream._framing import BatchFraming, Framing, PlainFraming
+from gorums_mw._stream.endpoint import StreamEndpoint
+from gorums_mw._stream.framing import BatchFraming, Framing, PlainFraming
 from gorums_mw._wire import BATCHED_NODE_STREAM_SERVICE, GORUMS_MW_KEY, NODE_STREAM_SERVICE
 
 if TYPE_CHECKING:
-    from gorums_mw._inbound_manager import InboundManager
+    from gorums_mw._inbound.manager import InboundManager
 
 Context = aio.ServicerContext[Any, Any]
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 
-from gorums_mw._calls import Entries, NodeReply, R
+from gorums_mw._calls.common import Entries, NodeReply, R
 
 if TYPE_CHECKING:
-    from gorums_mw._configuration import Configuration
-    from gorums_mw._node import Node
+    from gorums_mw._calls.configuration import Configuration
+    from gorums_mw._calls.node import Node
 
 Q = TypeVar("Q", bound=ProtoMessage)
 

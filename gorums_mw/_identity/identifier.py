@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 
-from gorums_mw._address import IPAddress, NodeAddress
-from gorums_mw._address_book import AddressBook
-from gorums_mw._claims import AddrClaim, Claim, ClientClaim, NodeIdClaim, claimed_text
 from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
-from gorums_mw._identity import certified_names, comes_from, peer_ip
-from gorums_mw._peer import EXTERNAL_ID, Peer
+from gorums_mw._identity.address import IPAddress, NodeAddress
+from gorums_mw._identity.address_book import AddressBook
+from gorums_mw._identity.claims import AddrClaim, Claim, ClientClaim, NodeIdClaim, claimed_text
+from gorums_mw._identity.connection import certified_names, comes_from, peer_ip
+from gorums_mw._identity.peer import EXTERNAL_ID, Peer
 
 _NEVER = float("inf")
 _MAX_VERDICTS = 4096

@@ -18,22 +18,22 @@ from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from gorums_mw import _telemetry as t
-from gorums_mw._address import parse_node_address
-from gorums_mw._address_book import AddressBook
-from gorums_mw._claims import Claim, ClientClaim, claimed_text, parse_claim
-from gorums_mw._configuration import Configuration, Origin
+from gorums_mw._calls.configuration import Configuration, Origin
+from gorums_mw._calls.node import Channel, Node
 from gorums_mw._errors import ConfigurationError, StreamLimitError
-from gorums_mw._identifier import Identifier
-from gorums_mw._identity import CallContext
+from gorums_mw._identity.address import parse_node_address
+from gorums_mw._identity.address_book import AddressBook
+from gorums_mw._identity.claims import Claim, ClientClaim, claimed_text, parse_claim
+from gorums_mw._identity.connection import CallContext
+from gorums_mw._identity.identifier import Identifier
+from gorums_mw._identity.peer import EXTERNAL_ID, Peer, current_peer
+from gorums_mw._identity.registrar import Cleanup
+from gorums_mw._inbound.membership import ConfigCallback, Link, Membership, Outcome, noop
 from gorums_mw._limits import ByteBudget, Limits
-from gorums_mw._membership import ConfigCallback, Link, Membership, Outcome, noop
-from gorums_mw._node import Channel, Node
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
-from gorums_mw._peer import EXTERNAL_ID, Peer, current_peer
-from gorums_mw._registrar import Cleanup
 from gorums_mw._settings import NameResolution, setting
-from gorums_mw._stream._endpoint import StreamEndpoint, message_ids
-from gorums_mw._stream._registry import HandlerRegistry
+from gorums_mw._stream.endpoint import StreamEndpoint, message_ids
+from gorums_mw._stream.registry import HandlerRegistry
 
 __all__ = ["ConfigCallback", "InboundManager", "describe_condition"]
 

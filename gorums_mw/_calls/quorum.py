@@ -10,8 +10,7 @@ from typing import Generic, cast
 import grpc
 from google.protobuf.message import Message as ProtoMessage
 
-from gorums_mw._call_trace import CallTrace
-from gorums_mw._calls import (
+from gorums_mw._calls.common import (
     Entries,
     NodeReply,
     QuorumFunction,
@@ -19,10 +18,11 @@ from gorums_mw._calls import (
     reply_or_error,
     timed_out,
 )
+from gorums_mw._calls.node import Node
+from gorums_mw._calls.replies import close
+from gorums_mw._calls.trace import CallTrace
 from gorums_mw._errors import CallError
-from gorums_mw._node import Node
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._reply_streams import close
 
 UNDECIDED = object()
 """The result of a quorum call that reached no decision."""

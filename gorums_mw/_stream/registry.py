@@ -15,9 +15,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gorums_mw._peer import Peer, bind_peer, unbind_peer
+from gorums_mw._identity.peer import Peer, bind_peer, unbind_peer
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._context import NodeStreamContext, _Abort
+from gorums_mw._stream.context import NodeStreamContext, _Abort
 from gorums_mw._telemetry import (
     ATTR_PEER_ID,
     ERROR_TYPE,

@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 import grpc
 
-from gorums_mw._peer import Peer
+from gorums_mw._identity.peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
 
 Metadata = tuple[tuple[str, str], ...]

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 import grpc
 
-from gorums_mw._claims import Claim
-from gorums_mw._peer import Peer
+from gorums_mw._identity.claims import Claim
+from gorums_mw._identity.peer import Peer
 
 Cleanup = Callable[[], None]
 """Undoes a registration; safe to call more than once."""

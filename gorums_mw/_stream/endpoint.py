@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 from grpc import aio
 
 from gorums_mw._errors import CallError
+from gorums_mw._identity.peer import Peer
 from gorums_mw._limits import (
     QUEUED_OVERHEAD,
     REFUSAL_SLACK,
@@ -29,12 +30,11 @@ from gorums_mw._limits import (
     ByteBudget,
     Limits,
 )
-from gorums_mw._peer import Peer
 from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
-from gorums_mw._stream._framing import Framing
-from gorums_mw._stream._registry import HandlerRegistry
-from gorums_mw._stream._replies import Replies, StreamCall
-from gorums_mw._stream._send_queue import QueueClosed, SendQueue
+from gorums_mw._stream.framing import Framing
+from gorums_mw._stream.registry import HandlerRegistry
+from gorums_mw._stream.replies import Replies, StreamCall
+from gorums_mw._stream.send_queue import QueueClosed, SendQueue
 from gorums_mw._telemetry import Telemetry
 
 SERVER_ID_BIT: Final = 1 << 63

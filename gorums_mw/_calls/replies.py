@@ -13,13 +13,20 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 
-from gorums_mw._call_trace import CallTrace
-from gorums_mw._calls import NodeReply, QuorumFunction, R, decode_reply, reply_or_error, timed_out
+from gorums_mw._calls.common import (
+    NodeReply,
+    QuorumFunction,
+    R,
+    decode_reply,
+    reply_or_error,
+    timed_out,
+)
+from gorums_mw._calls.interception import CallInfo
+from gorums_mw._calls.node import STREAM_REPLY_LIMIT, Node
+from gorums_mw._calls.trace import CallTrace
 from gorums_mw._errors import CallError
-from gorums_mw._interception import CallInfo
-from gorums_mw._node import STREAM_REPLY_LIMIT, Node
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._replies import Replies
+from gorums_mw._stream.replies import Replies
 
 T = TypeVar("T")
 Q = TypeVar("Q", bound=ProtoMessage)

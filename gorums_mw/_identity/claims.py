@@ -14,9 +14,9 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gorums_mw._address import NodeAddress, parse_node_address
 from gorums_mw._errors import InvalidAddressError
-from gorums_mw._peer import MAX_NODE_ID
+from gorums_mw._identity.address import NodeAddress, parse_node_address
+from gorums_mw._identity.peer import MAX_NODE_ID
 from gorums_mw._wire import GORUMS_ADDR_KEY, GORUMS_CLIENT_KEY, GORUMS_MW_KEY, GORUMS_NODE_ID_KEY
 
 IDENTITY_KEYS = frozenset({GORUMS_ADDR_KEY, GORUMS_NODE_ID_KEY, GORUMS_CLIENT_KEY, GORUMS_MW_KEY})

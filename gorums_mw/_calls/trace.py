@@ -17,13 +17,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from gorums_mw import _telemetry as t
-from gorums_mw._address import parse_node_address
-from gorums_mw._calls import Entries
+from gorums_mw._calls.common import Entries
 from gorums_mw._errors import CallError
+from gorums_mw._identity.address import parse_node_address
 from gorums_mw._telemetry import Telemetry
 
 if TYPE_CHECKING:
-    from gorums_mw._node import Node
+    from gorums_mw._calls.node import Node
 
 _ABANDONED: Final = "the call ended before this node answered"
 

@@ -13,9 +13,9 @@ from collections.abc import Collection, Iterable
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
-from gorums_mw import _address
-from gorums_mw._address import IPAddress
 from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError
+from gorums_mw._identity import address as _address
+from gorums_mw._identity.address import IPAddress
 from gorums_mw._wire import GORUMS_ADDR_KEY
 
 

@@ -10,8 +10,8 @@ from typing import Final, Generic, TypeVar
 import grpc
 from google.protobuf.message import Message as ProtoMessage
 
+from gorums_mw._calls.method_check import Shape, check_call
 from gorums_mw._errors import CallError
-from gorums_mw._method_check import Shape, check_call
 from gorums_mw._proto.stream_pb2 import Message
 
 R = TypeVar("R", bound=ProtoMessage)

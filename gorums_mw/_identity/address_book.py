@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gorums_mw._address import IPAddress, NodeAddress, parse_node_address, resolved_ips
+from gorums_mw._identity.address import IPAddress, NodeAddress, parse_node_address, resolved_ips
 from gorums_mw._settings import NameResolution
 
 _log = logging.getLogger("gorums_mw")

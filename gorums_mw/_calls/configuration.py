@@ -19,8 +19,7 @@ from typing import Any, TypeVar, overload
 import grpc
 from google.protobuf.message import Message as ProtoMessage
 
-from gorums_mw._call_trace import CallTrace
-from gorums_mw._calls import (
+from gorums_mw._calls.common import (
     Entries,
     NodeReply,
     QuorumFunction,
@@ -29,13 +28,11 @@ from gorums_mw._calls import (
     checked_method,
     deadline_of,
 )
-from gorums_mw._errors import QuorumCallError
-from gorums_mw._interception import CallInfo, QuorumInterceptor, intercept
-from gorums_mw._lifecycle import Lifecycle
-from gorums_mw._node import Node
-from gorums_mw._quorum import UNDECIDED, collect, threshold
-from gorums_mw._quorum import decide as decide_answers
-from gorums_mw._reply_streams import (
+from gorums_mw._calls.interception import CallInfo, QuorumInterceptor, intercept
+from gorums_mw._calls.node import Node
+from gorums_mw._calls.quorum import UNDECIDED, collect, threshold
+from gorums_mw._calls.quorum import decide as decide_answers
+from gorums_mw._calls.replies import (
     casts,
     close,
     improving,
@@ -43,6 +40,9 @@ from gorums_mw._reply_streams import (
     unary_replies,
     without_errors,
 )
+from gorums_mw._calls.trace import CallTrace
+from gorums_mw._errors import QuorumCallError
+from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._telemetry import (
     ATTR_CONFIG_SIZE,
     ATTR_QUORUM,

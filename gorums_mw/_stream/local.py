@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gorums_mw._peer import Peer
+from gorums_mw._identity.peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._endpoint import Entries, calling_loop, request_message
-from gorums_mw._stream._registry import HandlerRegistry, Send
-from gorums_mw._stream._replies import Replies
+from gorums_mw._stream.endpoint import Entries, calling_loop, request_message
+from gorums_mw._stream.registry import HandlerRegistry, Send
+from gorums_mw._stream.replies import Replies
 from gorums_mw._telemetry import Telemetry
 
 _LOCAL_ID = 1

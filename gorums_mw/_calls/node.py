@@ -11,8 +11,7 @@ import grpc
 from google.protobuf.message import Message as ProtoMessage
 from opentelemetry.util.types import AttributeValue
 
-from gorums_mw._call_trace import CallTrace
-from gorums_mw._calls import (
+from gorums_mw._calls.common import (
     Entries,
     R,
     checked_metadata,
@@ -21,10 +20,11 @@ from gorums_mw._calls import (
     decode_reply,
     timed_out,
 )
+from gorums_mw._calls.trace import CallTrace
 from gorums_mw._errors import CallError
 from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream._replies import Replies
+from gorums_mw._stream.replies import Replies
 from gorums_mw._telemetry import (
     ATTR_PEER_ID,
     SPAN_CORRECTABLE,

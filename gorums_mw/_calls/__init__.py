@@ -1,0 +1,1 @@
+"""Calls on nodes and configurations: the fan-out, quorums, replies, interception, tracing."""

@@ -1,0 +1,1 @@
+"""The server side: the InboundManager, the membership of connected peers, NodeStream."""
