@@ -66,3 +66,8 @@ __all__ = [
     "with_node_list",
     "with_nodes",
 ]
+
+for _name in __all__:  # public classes print as gorums_mw.X, where users import them
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = __name__

@@ -50,6 +50,9 @@ class PeerAddressMismatchError(GorumsError):
         self.claimed = claimed
         self.actual = actual
 
+    def __reduce__(self) -> tuple[type[PeerAddressMismatchError], tuple[str, str]]:
+        return type(self), (self.claimed, self.actual)
+
 
 class PeerCertificateError(GorumsError):
     """The peer's TLS client certificate does not vouch for its claimed address.
@@ -72,6 +75,9 @@ class PeerCertificateError(GorumsError):
         )
         self.claimed = claimed
         self.certified = certified
+
+    def __reduce__(self) -> tuple[type[PeerCertificateError], tuple[str, list[str]]]:
+        return type(self), (self.claimed, self.certified)
 
 
 class ConfigurationError(GorumsError, ValueError):
@@ -97,6 +103,9 @@ class StreamLimitError(GorumsError):
         self.limit = limit
         self.value = value
 
+    def __reduce__(self) -> tuple[type[StreamLimitError], tuple[str, int]]:
+        return type(self), (self.limit, self.value)
+
 
 _HELD = {"max_client_peers": "client peers", "max_streams": "streams of unconfigured callers"}
 
@@ -116,9 +125,17 @@ class CallError(GorumsError):
         self.details = details
         self.node_id = node_id
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.code, self.details, self.node_id)
 
-class QuorumCallError(GorumsError):
+
+class QuorumCallError(CallError):
     """A quorum call cannot reach its quorum.
+
+    A ``CallError`` of the whole call: ``code`` is the code every failed
+    node shares (``DEADLINE_EXCEEDED`` when they all timed out, say), or
+    ``UNAVAILABLE`` when they differ or none failed (a configuration too
+    small for its quorum); ``node_id`` is 0.
 
     Attributes:
         method: the full method name called.
@@ -142,11 +159,29 @@ class QuorumCallError(GorumsError):
             )
             wanted = f"quorum of {quorum}" if quorum else "the quorum function's quorum"
             reason = f"{wanted} not reached with {len(replies)} replies ({failures})"
-        super().__init__(f"{method}: {reason}")
+        codes = {error.code for error in errors.values()}
+        code = codes.pop() if len(codes) == 1 else grpc.StatusCode.UNAVAILABLE
+        super().__init__(code, reason)
+        self.args = (f"{method}: {reason}",)
         self.method = method
         self.quorum = quorum
         self.replies = dict(replies)
         self.errors = dict(errors)
+        self._reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        arguments = (self.method, self.quorum, self.replies, self.errors)
+        return _rebuild_quorum_error, (*arguments, self._reason)
+
+
+def _rebuild_quorum_error(
+    method: str,
+    quorum: int,
+    replies: Mapping[int, object],
+    errors: Mapping[int, CallError],
+    reason: str,
+) -> QuorumCallError:
+    return QuorumCallError(method, quorum, replies, errors, reason=reason)
 
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:

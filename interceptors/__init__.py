@@ -27,3 +27,8 @@ __all__ = [
     "replicas_only",
     "with_peer",
 ]
+
+for _name in __all__:  # public classes print as gorums_mw.interceptors.X
+    _value = globals()[_name]
+    if isinstance(_value, type) and _value.__module__.startswith(__name__):
+        _value.__module__ = __name__
