@@ -14,7 +14,7 @@ import grpc
 from grpc import aio
 from opentelemetry import metrics, trace
 
-from gorums_mw._calls.configuration import Configuration, Origin
+from gorums_mw._calls.configuration import Configuration, Origin, ordered_configuration
 from gorums_mw._calls.node import Node
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._identity.address import parse_node_address
@@ -171,7 +171,7 @@ class OutboundManager:
             nid: Node(nid, addr, self._telemetry, self._lifecycle)
             for nid, addr in nodes.nodes.items()
         }
-        self._config = Configuration._sorted(
+        self._config = ordered_configuration(
             tuple(self._nodes.values()),
             self._telemetry,
             self._nodes.get,

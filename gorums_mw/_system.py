@@ -12,7 +12,7 @@ import grpc
 from grpc import aio
 from opentelemetry import metrics, trace
 
-from gorums_mw._calls.configuration import Configuration, Origin
+from gorums_mw._calls.configuration import Configuration, Origin, ordered_configuration
 from gorums_mw._calls.node import Node
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._identity.address import parse_node_address
@@ -277,7 +277,7 @@ class System:
         cached = self._cached
         if cached is not None and cached[0] is peers:
             return cached[1]
-        config = Configuration._sorted(
+        config = ordered_configuration(
             tuple(sorted((*peers, self._self_node), key=lambda node: node.id)),
             self.manager.telemetry,
             self._node,

@@ -135,22 +135,6 @@ class Configuration(Sequence[Node]):
         self._lookup = lookup
         self._origin: Origin | None = None
 
-    @classmethod
-    def _sorted(
-        cls,
-        nodes: Sequence[Node],
-        telemetry: Telemetry,
-        lookup: NodeLookup | None = None,
-        origin: Origin | None = None,
-    ) -> Configuration:
-        """Wrap already-ordered ``nodes`` from ``origin``; the caller never changes them."""
-        config = cls.__new__(cls)
-        config._nodes = nodes
-        config._telemetry = telemetry
-        config._lookup = lookup
-        config._origin = origin
-        return config
-
     def __repr__(self) -> str:
         return f"<Configuration ids={list(self.ids)}>"
 
@@ -204,7 +188,7 @@ class Configuration(Sequence[Node]):
             return NotImplemented
         theirs = _by_id(other)
         kept = tuple(node for node in self._nodes if node.id not in theirs)
-        return Configuration._sorted(kept, self._telemetry, self._lookup, self._joined(other))
+        return ordered_configuration(kept, self._telemetry, self._lookup, self._joined(other))
 
     @property
     def ids(self) -> tuple[int, ...]:
@@ -290,12 +274,12 @@ class Configuration(Sequence[Node]):
         """A configuration of ``nodes`` with this one's telemetry, lookup and
         origin, ID-sorted if ``sort``, else in the order given."""
         kept = tuple(sorted(nodes, key=_node_id)) if sort else tuple(nodes)
-        return Configuration._sorted(kept, self._telemetry, self._lookup, self._origin)
+        return ordered_configuration(kept, self._telemetry, self._lookup, self._origin)
 
     def _combine(self, other: Configuration, nodes: Iterable[Node]) -> Configuration:
         """The ID-sorted configuration of ``nodes``, taken from this one and ``other``."""
         kept = tuple(sorted(nodes, key=_node_id))
-        return Configuration._sorted(kept, self._telemetry, self._lookup, self._joined(other))
+        return ordered_configuration(kept, self._telemetry, self._lookup, self._joined(other))
 
     def _joined(self, other: Configuration) -> Origin | None:
         """The origin of a combination: both configured sets (a configuration
@@ -679,3 +663,19 @@ def _merge(config: Configuration, other: Configuration) -> dict[int, Node]:
     for node_id, node in theirs.items():
         merged.setdefault(node_id, node)
     return dict(sorted(merged.items()))
+
+
+def ordered_configuration(
+    nodes: Sequence[Node],
+    telemetry: Telemetry,
+    lookup: NodeLookup | None = None,
+    origin: Origin | None = None,
+) -> Configuration:
+    """A configuration of ``nodes`` in the order given (a manager's, already ID-sorted),
+    from ``origin``; the caller never changes ``nodes`` afterwards."""
+    config = Configuration.__new__(Configuration)
+    config._nodes = nodes
+    config._telemetry = telemetry
+    config._lookup = lookup
+    config._origin = origin
+    return config

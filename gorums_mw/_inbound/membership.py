@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gorums_mw import _telemetry as t
-from gorums_mw._calls.configuration import Configuration, Origin
+from gorums_mw._calls.configuration import Configuration, Origin, ordered_configuration
 from gorums_mw._calls.node import Channel, Node
 from gorums_mw._identity.peer import MAX_NODE_ID, Peer
 from gorums_mw._identity.registrar import Cleanup
@@ -118,7 +118,7 @@ class Membership:
                 if snapshot is None:
                     # Shares the list: _writable_connected copies it before a
                     # change while this snapshot is alive (copy on write).
-                    snapshot = Configuration._sorted(
+                    snapshot = ordered_configuration(
                         self._connected, self._telemetry, self.node, self._origin
                     )
                     self._snapshot = weakref.ref(snapshot)
@@ -127,7 +127,7 @@ class Membership:
     def client_config(self) -> Configuration:
         """The connected client peers."""
         with self.lock:
-            return Configuration._sorted(
+            return ordered_configuration(
                 tuple(self.clients.values()), self._telemetry, self.clients.get
             )
 
