@@ -75,12 +75,13 @@ class FakeStream:
     def close(self) -> None:
         pass
 
-    def call(self, method: str, payload: bytes, entries: Any = ()) -> asyncio.Future[Message]:
+    def request(self, *args: Any, **kwargs: Any) -> int:
         raise NotImplementedError
 
-    def call_stream(
-        self, method: str, payload: bytes, entries: Any, replies: Any, key: int
-    ) -> None:
+    def withdraw(self, ticket: int) -> bool:
+        return False
+
+    def forget(self, ticket: int) -> None:
         raise NotImplementedError
 
     def cast(self, method: str, payload: bytes, entries: Any = ()) -> bool:
@@ -220,8 +221,9 @@ def _per(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot, count: int) 
 
 
 async def serve(streams: int) -> None:
-    from gorums_mw import add_node_stream_service
     from gorums_mw.interceptors import PeerIdentityInterceptor
+
+    from gorums_mw import add_node_stream_service
     from gorums_mw.testing import free_ports
 
     (port,) = free_ports(1)

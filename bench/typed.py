@@ -50,6 +50,7 @@ from bench._common import machine, median, print_table
 from bench.typed_gorums import TypedConfiguration, TypedNode
 from gorums_mw import Configuration, Node, System
 from gorums_mw._proto.stream_pb2 import Message
+from gorums_mw._stream.channel import ReplySink
 from gorums_mw.testing import LocalReplicas
 
 SAY: Final = "bench.typed.Typed.Say"
@@ -65,13 +66,24 @@ class Instant:
 
     closed = False
 
-    def call(self, method: str, payload: bytes, entries: object = ()) -> asyncio.Future[Message]:
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        future.set_result(Message(message_seq_no=1, method=method, payload=payload))
-        return future
+    def request(
+        self,
+        method: str,
+        payload: bytes,
+        entries: object,
+        sink: ReplySink,
+        slot: int,
+        *,
+        streaming: bool = False,
+    ) -> int:
+        sink.deliver(slot, Message(message_seq_no=1, method=method, payload=payload))
+        return 1
 
-    def call_stream(self, *args: object) -> None:
-        raise NotImplementedError
+    def withdraw(self, ticket: int) -> bool:
+        return False
+
+    def forget(self, ticket: int) -> None:
+        pass
 
     def cast(self, method: str, payload: bytes, entries: object = ()) -> bool:
         return True

@@ -1,6 +1,6 @@
 """gorums-mw: symmetric configurations for Python gRPC, as grpc.aio middleware."""
 
-from gorums_mw._calls.common import NodeReply, QuorumFunction
+from gorums_mw._calls.answers import NodeReply, QuorumFunction
 from gorums_mw._calls.configuration import Configuration
 from gorums_mw._calls.interception import CallInfo, QuorumInterceptor
 from gorums_mw._calls.node import Node

@@ -14,8 +14,9 @@ import grpc
 from grpc import aio
 from opentelemetry import metrics, trace
 
-from gorums_mw._calls.configuration import Configuration, Origin, ordered_configuration
+from gorums_mw._calls.configuration import Configuration, ordered_configuration
 from gorums_mw._calls.node import Node
+from gorums_mw._calls.origin import Origin
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._identity.address import parse_node_address
 from gorums_mw._identity.peer import Peer

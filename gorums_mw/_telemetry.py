@@ -178,6 +178,12 @@ def rpc_attributes(method: str) -> dict[str, AttributeValue]:
     return {RPC_SYSTEM: "grpc", RPC_SERVICE: service, RPC_METHOD: name}
 
 
+@functools.lru_cache(maxsize=4096)
+def peer_attributes(node_id: int) -> dict[str, AttributeValue]:
+    """The attributes of a node's per-node metrics (shared: never change them)."""
+    return {ATTR_PEER_ID: node_id}
+
+
 def rpc_span_name(method: str) -> str:
     """The conventional name of an RPC span: ``pkg.Service/Method``."""
     service, _, name = method.rpartition(".")

@@ -14,7 +14,7 @@ from gorums_mw import (
     with_nodes,
 )
 from gorums_mw._inbound.membership import FIRST_CLIENT_ID
-from gorums_mw._stream.endpoint import SERVER_ID_BIT
+from gorums_mw._stream.messages import SERVER_ID_BIT
 from gorums_mw._telemetry import SPAN_REGISTER, SPAN_TIEBREAK, SPAN_UNREGISTER
 from gorums_mw._wire import GORUMS_CLIENT_KEY
 from tests.conftest import FakeContext, Spans

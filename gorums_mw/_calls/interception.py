@@ -15,19 +15,18 @@ an interceptor returned without closing what it wraps.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from google.protobuf.message import Message as ProtoMessage
 
-from gorums_mw._calls.common import Entries, NodeReply, R
-
-if TYPE_CHECKING:
-    from gorums_mw._calls.configuration import Configuration
-    from gorums_mw._calls.node import Node
+from gorums_mw._calls.answers import NodeReply, R
+from gorums_mw._calls.node import Node
+from gorums_mw._calls.target import Target
+from gorums_mw._stream.channel import Entries
 
 Q = TypeVar("Q", bound=ProtoMessage)
 
-RequestTransform = Callable[[Q, "Node"], Q | None]
+RequestTransform = Callable[[Q, Node], Q | None]
 """Gives a node its own request; None sends that node nothing."""
 
 
@@ -37,19 +36,20 @@ class CallInfo(Generic[Q]):
     Attributes:
         method: the full method name, ``pkg.Service.Method``.
         request: the request given to the call.
-        config: the configuration the call is made on.
+        config: the configuration the call is made on (a ``Configuration``).
         metadata: the call's metadata entries.
     """
 
-    __slots__ = ("_sealed", "_transforms", "config", "metadata", "method", "request")
+    __slots__ = ("_sealed", "_shared", "_transforms", "config", "metadata", "method", "request")
 
-    def __init__(self, method: str, request: Q, config: Configuration, metadata: Entries) -> None:
+    def __init__(self, method: str, request: Q, config: Sequence[Node], metadata: Entries) -> None:
         self.method = method
         self.request = request
         self.config = config
         self.metadata = metadata
         self._transforms: list[RequestTransform[Q]] = []
         self._sealed = False
+        self._shared: bytes | None = None
 
     def __repr__(self) -> str:
         return f"<CallInfo {self.method} on {self.config!r}>"
@@ -78,10 +78,16 @@ class CallInfo(Generic[Q]):
             request = transform(request, node)
         return request
 
-    @property
-    def per_node(self) -> bool:
-        """Whether nodes get requests of their own."""
-        return bool(self._transforms)
+    def payload_for(self, node: Target) -> bytes | None:
+        """The serialized request ``node`` gets (one serialization for all
+        when no transform gives nodes their own); seals the transforms."""
+        if not self._transforms:
+            self._sealed = True
+            if self._shared is None:
+                self._shared = self.request.SerializeToString()
+            return self._shared
+        request = self.request_for(cast(Node, node))  # the configuration's own nodes
+        return None if request is None else request.SerializeToString()
 
 
 QuorumInterceptor = Callable[

@@ -3,65 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator
-from typing import Final, Protocol
+from typing import Final
 
-import grpc
 from google.protobuf.message import Message as ProtoMessage
 from opentelemetry.util.types import AttributeValue
 
-from gorums_mw._calls.common import (
-    Entries,
-    R,
-    checked_metadata,
-    checked_method,
-    deadline_of,
-    decode_reply,
-    timed_out,
-)
+from gorums_mw._calls.answers import NodeReply, R
+from gorums_mw._calls.fanout import Fanout
+from gorums_mw._calls.spec import CallSpec
 from gorums_mw._calls.trace import CallTrace
 from gorums_mw._errors import CallError
 from gorums_mw._lifecycle import Lifecycle
-from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream.replies import Replies
+from gorums_mw._stream.channel import Channel, Entries
 from gorums_mw._telemetry import (
     ATTR_PEER_ID,
     SPAN_CORRECTABLE,
     SPAN_RPC,
     SPAN_UNICAST,
     Telemetry,
+    peer_attributes,
 )
 
 EWMA_WEIGHT: Final = 0.2
 """Weight of the newest reply in ``Node.latency``."""
-
-STREAM_REPLY_LIMIT: Final = 8 * 1024 * 1024
-"""Bytes of replies a correctable call may hold unread before it fails."""
-
-
-class Channel(Protocol):
-    """What a node sends calls through: a NodeStream end or an in-process
-    dispatcher. Both belong to one event loop and refuse calls from others."""
-
-    @property
-    def closed(self) -> bool:
-        """Whether calls can no longer be sent."""
-        ...
-
-    def call(self, method: str, payload: bytes, entries: Entries = ()) -> asyncio.Future[Message]:
-        """Send a request now (or once there is room); return the future of its reply."""
-        ...
-
-    def call_stream(
-        self, method: str, payload: bytes, entries: Entries, replies: Replies, key: int
-    ) -> None:
-        """Send a request to a server-streaming method; its replies go to ``replies``."""
-        ...
-
-    def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
-        """Send a one-way request if there is room now; return whether it was sent."""
-        ...
 
 
 class Node:
@@ -125,7 +90,7 @@ class Node:
     @property
     def metric_attributes(self) -> dict[str, AttributeValue]:
         """The attributes of this node's per-node metrics."""
-        return _peer_attributes(self.id)
+        return peer_attributes(self.id)
 
     def require_started(self) -> None:
         """Raise unless the ``System`` or manager whose streams reach this node runs.
@@ -178,32 +143,24 @@ class Node:
             ValueError: ``method`` is malformed or unknown to its service.
             TypeError: the request or reply type is not the method's (when
                 its service is known locally).
-            RuntimeError: called outside the event loop of the node's stream.
+            RuntimeError: the manager of this node's streams is not started,
+                or called outside the event loop of the node's stream.
         """
         self.require_started()
-        name = checked_method(method, request, reply_type)
-        deadline = deadline_of(timeout)
-        entries = checked_metadata(metadata)
-        with CallTrace(self._telemetry, SPAN_RPC, "rpc", name, {ATTR_PEER_ID: self.id}) as call:
-            error: CallError | None = None
+        spec = CallSpec.of(method, request, reply_type, metadata=metadata, timeout=timeout)
+        with CallTrace(self._telemetry, SPAN_RPC, "rpc", spec.method, self._peer) as trace:
+            fanout = Fanout((self,), spec, trace, reply_type)
+            answered: asyncio.Future[NodeReply[R]] = asyncio.get_running_loop().create_future()
+            fanout.on_answer = answered.set_result
             try:
-                reply = self.send_request(
-                    name, request.SerializeToString(), call.entries(self, entries)
-                )
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        message = await reply
-                except TimeoutError:
-                    raise timed_out(self.id, timeout) from None
-                finally:
-                    reply.cancel()
-                return decode_reply(message, reply_type, self.id)
-            except CallError as exc:
-                error = exc
-                raise
+                payload = request.SerializeToString()
+                fanout.start(lambda _: payload)
+                answer = await answered
             finally:
-                call.node_done(self, error)
-                call.finish()
+                fanout.finish()
+            if answer.error is not None:
+                raise answer.error
+            return answer.value  # type: ignore[return-value]  # a reply without an error
 
     async def correctable(
         self,
@@ -228,33 +185,24 @@ class Node:
                 first iteration).
         """
         self.require_started()
-        name = checked_method(method, request, reply_type, "server_streaming")
-        deadline = deadline_of(timeout)
-        entries = checked_metadata(metadata)
-        peer = {ATTR_PEER_ID: self.id}
-        replies = Replies(STREAM_REPLY_LIMIT)
+        spec = CallSpec.of(
+            method, request, reply_type, kind="stream", metadata=metadata, timeout=timeout
+        )
         received = 0
-        with CallTrace(self._telemetry, SPAN_CORRECTABLE, "correctable", name, peer) as call:
+        with CallTrace(
+            self._telemetry, SPAN_CORRECTABLE, "correctable", spec.method, self._peer
+        ) as trace:
+            payload = request.SerializeToString()
+            answers = Fanout((self,), spec, trace, reply_type).answers(lambda _: payload)
             try:
-                payload = request.SerializeToString()
-                self.send_stream(name, payload, call.entries(self, entries), replies, self.id)
-                while True:
-                    try:
-                        arrival = await replies.get(deadline)
-                    except TimeoutError:
-                        return
-                    if arrival is None:
-                        return
-                    item = arrival[1]
-                    if isinstance(item, CallError):
-                        call.node_done(self, item)
-                        raise item
-                    call.node_done(self, None)
+                async for answer in answers:
+                    if answer.error is not None:
+                        raise answer.error
                     received += 1
-                    yield decode_reply(item, reply_type, self.id)
+                    yield answer.value  # type: ignore[misc]  # a reply without an error
             finally:
-                replies.close()
-                call.finish(replies=received)
+                await answers.aclose()
+                trace.finish(replies=received)
 
     async def unicast(self, method: str, request: ProtoMessage, *, metadata: Entries = ()) -> bool:
         """Send ``method`` one-way to this node; never waits.
@@ -267,63 +215,13 @@ class Node:
             ValueError, TypeError, RuntimeError: as ``rpc``.
         """
         self.require_started()
-        name = checked_method(method, request, None)
-        entries = checked_metadata(metadata)
-        with CallTrace(
-            self._telemetry, SPAN_UNICAST, "unicast", name, {ATTR_PEER_ID: self.id}
-        ) as call:
-            sent = self.cast(name, request.SerializeToString(), call.entries(self, entries))
-            call.node_done(self, None if sent else _not_sent(self.id))
-            call.finish(sent=int(sent))
+        spec = CallSpec.of(method, request, None, kind="one_way", metadata=metadata)
+        with CallTrace(self._telemetry, SPAN_UNICAST, "unicast", spec.method, self._peer) as trace:
+            payload = request.SerializeToString()
+            sent = bool(Fanout((self,), spec, trace, ProtoMessage).cast(lambda _: payload))
+            trace.finish(sent=int(sent))
             return sent
 
-    def send_request(
-        self, method: str, payload: bytes, entries: Entries = ()
-    ) -> asyncio.Future[Message]:
-        """Send a request (a full method name, already checked); return the future of its reply.
-
-        Cancel the future to give up; a request still waiting for room in
-        the send buffer is then never sent.
-
-        Raises:
-            CallError: ``UNAVAILABLE`` when the node is not connected,
-                ``RESOURCE_EXHAUSTED`` when the request is too large.
-        """
-        return self._connected_channel().call(method, payload, entries)
-
-    def send_stream(
-        self, method: str, payload: bytes, entries: Entries, replies: Replies, key: int
-    ) -> None:
-        """Send a request to a server-streaming method; its replies go to ``replies`` under ``key``.
-
-        Raises:
-            CallError: as ``send_request``.
-        """
-        self._connected_channel().call_stream(method, payload, entries, replies, key)
-
-    def _connected_channel(self) -> Channel:
-        channel = self._channel
-        if channel is None or channel.closed:
-            raise CallError(grpc.StatusCode.UNAVAILABLE, "node is not connected", self.id)
-        return channel
-
-    def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
-        """Send a one-way request if there is room now; return whether it was sent."""
-        channel = self._channel
-        if channel is None or channel.closed:
-            return False
-        try:
-            return channel.cast(method, payload, entries)
-        except CallError:
-            return False
-
-
-@functools.lru_cache(maxsize=4096)
-def _peer_attributes(node_id: int) -> dict[str, AttributeValue]:
-    return {ATTR_PEER_ID: node_id}
-
-
-def _not_sent(node_id: int) -> CallError:
-    return CallError(
-        grpc.StatusCode.UNAVAILABLE, "not sent: disconnected or send buffer full", node_id
-    )
+    @property
+    def _peer(self) -> dict[str, AttributeValue]:
+        return {ATTR_PEER_ID: self.id}

@@ -1,30 +1,17 @@
-"""Deciding a quorum call: collecting replies until a quorum function returns a result."""
+"""Deciding a quorum call from its answers, as they arrive."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Generic, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import Final, Generic
 
 import grpc
-from google.protobuf.message import Message as ProtoMessage
 
-from gorums_mw._calls.common import (
-    Entries,
-    NodeReply,
-    QuorumFunction,
-    R,
-    reply_or_error,
-    timed_out,
-)
-from gorums_mw._calls.node import Node
-from gorums_mw._calls.replies import close
-from gorums_mw._calls.trace import CallTrace
+from gorums_mw._calls.answers import NodeReply, QuorumFunction, R, close
 from gorums_mw._errors import CallError
-from gorums_mw._proto.stream_pb2 import Message
 
-UNDECIDED = object()
+UNDECIDED: Final = object()
 """The result of a quorum call that reached no decision."""
 
 
@@ -33,139 +20,55 @@ def threshold(needed: int, replies: Mapping[int, R]) -> dict[int, R] | None:
     return dict(replies) if len(replies) >= needed else None
 
 
-async def decide(
-    answers: AsyncIterator[NodeReply[R]], decide: QuorumFunction[R, object]
-) -> tuple[object, dict[int, R], dict[int, CallError]]:
-    """Consume intercepted answers until ``decide`` returns a result."""
-    replies: dict[int, R] = {}
-    errors: dict[int, CallError] = {}
-    try:
-        async for answer in answers:
-            if answer.error is not None or answer.value is None:
-                errors[answer.node_id] = answer.error or CallError(
-                    grpc.StatusCode.UNKNOWN, "an interceptor dropped the reply", answer.node_id
-                )
-                continue
-            replies[answer.node_id] = answer.value
-            errors.pop(answer.node_id, None)
-            result = decide(replies)
-            if result is not None:
-                return result, replies, errors
-    finally:
-        await close(answers)
-    return UNDECIDED, replies, errors
+class Decision(Generic[R]):
+    """Collects a quorum call's answers; ``done`` resolves when it is decided.
 
-
-class Quorum(Generic[R]):
-    """Collects the replies of a quorum call; ``done`` resolves when it is decided.
-
-    It is decided when ``decide`` returns a result, when every node has
-    answered, or as soon as more nodes failed than a quorum of ``needed``
-    can spare (0: only a quorum function knows, so wait for every node).
+    It is decided when the quorum function returns a result, when all
+    ``size`` nodes have answered, or as soon as more nodes failed than a
+    quorum of ``needed`` can spare (0: only a quorum function knows, so
+    every node is waited for). A node's error never counts as a reply.
     """
 
-    __slots__ = (
-        "call",
-        "decide",
-        "done",
-        "errors",
-        "needed",
-        "replies",
-        "reply_type",
-        "result",
-        "size",
-    )
+    __slots__ = ("decide", "done", "errors", "needed", "replies", "result", "size")
 
-    def __init__(
-        self,
-        size: int,
-        needed: int,
-        reply_type: type[R],
-        decide: QuorumFunction[R, object],
-        call: CallTrace,
-    ) -> None:
+    def __init__(self, size: int, needed: int, decide: QuorumFunction[R, object]) -> None:
         self.size = size
         self.needed = needed
-        self.reply_type = reply_type
         self.decide = decide
-        self.call = call
         self.replies: dict[int, R] = {}
         self.errors: dict[int, CallError] = {}
         self.result: object = UNDECIDED
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def on_reply(self, node: Node, future: asyncio.Future[Message]) -> None:
-        if self.done.done() or future.cancelled():
-            return
-        reply, error = reply_or_error(future, self.reply_type, node.id)
-        if error is not None:
-            self.fail(node, error)
-            return
-        self.call.node_done(node, None)
-        self.replies[node.id] = cast(R, reply)
-        result = self.decide(self.replies)
-        if result is not None:
-            self.result = result
-            self.done.set_result(None)
-        elif len(self.replies) + len(self.errors) == self.size:
-            self.done.set_result(None)
-
-    def fail(self, node: Node, error: CallError) -> None:
-        self.call.node_done(node, error)
-        self.errors[node.id] = error
+    def add(self, answer: NodeReply[R]) -> None:
+        """Count one answer (a reply or an error); decide if it is time."""
         if self.done.done():
             return
-        hopeless = self.needed and len(self.errors) > self.size - self.needed
-        if hopeless or len(self.replies) + len(self.errors) == self.size:
+        node_id = answer.node_id
+        if answer.error is None and answer.value is not None:
+            self.replies[node_id] = answer.value
+            self.errors.pop(node_id, None)
+            result = self.decide(self.replies)
+            if result is not None:
+                self.result = result
+                self.done.set_result(None)
+                return
+        else:
+            self.errors[node_id] = answer.error or CallError(
+                grpc.StatusCode.UNKNOWN, "an interceptor dropped the reply", node_id
+            )
+            if self.needed and len(self.errors) > self.size - self.needed:
+                self.done.set_result(None)  # hopeless
+                return
+        if len(self.replies) + len(self.errors) >= self.size:
             self.done.set_result(None)
 
-    def time_out(
-        self,
-        nodes: Sequence[Node],
-        futures: Mapping[int, asyncio.Future[Message]],
-        timeout: float | None,
-    ) -> None:
-        for node in nodes:
-            if node.id in futures and node.id not in self.replies and node.id not in self.errors:
-                error = timed_out(node.id, timeout)
-                self.errors[node.id] = error
-                self.call.node_done(node, error)
-
-
-async def collect(
-    nodes: Sequence[Node],
-    method: str,
-    request: ProtoMessage,
-    reply_type: type[R],
-    needed: int,
-    decide: QuorumFunction[R, object],
-    deadline: float | None,
-    timeout: float | None,
-    entries: Entries,
-    call: CallTrace,
-) -> tuple[object, dict[int, R], dict[int, CallError]]:
-    """A quorum call without interceptors: callbacks, no task per node."""
-    collector: Quorum[R] = Quorum(len(nodes), needed, reply_type, decide, call)
-    payload = request.SerializeToString()
-    futures: dict[int, asyncio.Future[Message]] = {}
-    for node in nodes:
+    async def consume(self, answers: AsyncIterator[NodeReply[R]]) -> None:
+        """Count the answers of an iterator (intercepted ones) until decided or over."""
         try:
-            futures[node.id] = node.send_request(method, payload, call.entries(node, entries))
-        except CallError as error:
-            collector.fail(node, error)
-    for node in nodes:
-        future = futures.get(node.id)
-        if future is not None:
-            future.add_done_callback(functools.partial(collector.on_reply, node))
-    try:
-        if deadline is None:  # no timeout scope to set up (it costs per call)
-            await collector.done
-        else:
-            async with asyncio.timeout_at(deadline):
-                await collector.done
-    except TimeoutError:
-        collector.time_out(nodes, futures, timeout)
-    finally:
-        for future in futures.values():
-            future.cancel()
-    return collector.result, collector.replies, collector.errors
+            async for answer in answers:
+                self.add(answer)
+                if self.done.done():
+                    return
+        finally:
+            await close(answers)

@@ -1,8 +1,10 @@
-"""The telemetry of one call gorums-mw makes: its span, a CLIENT span per node, its metrics.
+"""The telemetry of one call gorums-mw makes: its span, a CLIENT span per request, its metrics.
 
-Without an SDK the call's span does not record, so no per-node span is
+Without an SDK the call's span does not record, so no per-request span is
 started and the trace context is not injected: what remains is a clock
-reading per reply (for ``Node.latency``) and no-op metric records.
+reading per reply (for ``Node.latency``) and no-op metric records. CLIENT
+spans belong to the requests they stand for (the engine holds them), so a
+second request to the same node would have a span of its own.
 """
 
 from __future__ import annotations
@@ -10,20 +12,18 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from gorums_mw import _telemetry as t
-from gorums_mw._calls.common import Entries
+from gorums_mw._calls.target import Target
 from gorums_mw._errors import CallError
 from gorums_mw._identity.address import parse_node_address
+from gorums_mw._stream.channel import Entries
 from gorums_mw._telemetry import Telemetry
-
-if TYPE_CHECKING:
-    from gorums_mw._calls.node import Node
 
 _ABANDONED: Final = "the call ended before this node answered"
 
@@ -31,18 +31,9 @@ _ABANDONED: Final = "the call ended before this node answered"
 class CallTrace:
     """Records one call, as a context manager around it: its span (started here,
     not made current: nothing the call runs needs it as a parent, and that saves
-    attaching a context per call), its CLIENT spans and its metrics."""
+    attaching a context per call), the CLIENT spans of its requests and its metrics."""
 
-    __slots__ = (
-        "_clients",
-        "_finished",
-        "_kind",
-        "_method",
-        "_span",
-        "_start",
-        "_telemetry",
-        "recording",
-    )
+    __slots__ = ("_finished", "_kind", "_method", "_span", "_start", "_telemetry", "recording")
 
     def __init__(
         self,
@@ -56,7 +47,6 @@ class CallTrace:
         self._span = span = telemetry.tracer.start_span(name)
         self._kind = kind
         self._method = method
-        self._clients: dict[int, trace.Span] = {}
         self._finished = False
         self.recording = span.is_recording()
         if self.recording:
@@ -71,11 +61,11 @@ class CallTrace:
             )
         self._start = time.perf_counter()
 
-    def entries(self, node: Node, metadata: Entries) -> Entries:
-        """The message entries of the request to ``node``: the call's metadata and,
-        when recording, the trace context of a CLIENT span for this node."""
+    def request(self, node: Target, metadata: Entries) -> tuple[Entries, trace.Span | None]:
+        """The entries of a request to ``node`` and its CLIENT span: the call's
+        metadata and, when recording, the span's trace context."""
         if not self.recording:
-            return metadata
+            return metadata, None
         client = self._telemetry.tracer.start_span(
             t.rpc_span_name(self._method),
             context=trace.set_span_in_context(self._span),
@@ -86,26 +76,26 @@ class CallTrace:
                 **t.rpc_attributes(self._method),
             },
         )
-        self._clients[node.id] = client
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(client))
-        return (*metadata, *carrier.items())
+        return (*metadata, *carrier.items()), client
 
-    def node_done(self, node: Node, error: CallError | None) -> None:
-        """``node`` answered (or failed): its latency, its CLIENT span's status.
-
-        Only the first answer of a node counts (a correctable call's node
-        may answer several times).
-        """
-        client = self._clients.pop(node.id, None)
-        if client is None and self.recording:
-            return
+    def answered(self, node: Target, client: trace.Span | None, error: CallError | None) -> None:
+        """A request to ``node`` got its (first) answer: the node's latency, the span's status."""
         elapsed = time.perf_counter() - self._start
         node.observe(elapsed, error)
         if error is None:
-            self._telemetry.node_latency.record(elapsed, node.metric_attributes)
+            self._telemetry.node_latency.record(elapsed, t.peer_attributes(node.id))
         if client is not None:
             _end_client(client, error)
+
+    @staticmethod
+    def abandoned(client: trace.Span | None) -> None:
+        """A request was given up before its node answered."""
+        if client is not None:
+            client.set_attribute(t.ERROR_TYPE, "abandoned")
+            client.set_status(StatusCode.UNSET, _ABANDONED)
+            client.end()
 
     def __enter__(self) -> CallTrace:
         return self
@@ -135,11 +125,6 @@ class CallTrace:
                 self._span.set_attribute(t.ATTR_REPLIES, replies)
             if sent is not None:
                 self._span.set_attribute(t.ATTR_SENT, sent)
-        for client in self._clients.values():
-            client.set_attribute(t.ERROR_TYPE, "abandoned")
-            client.set_status(StatusCode.UNSET, _ABANDONED)
-            client.end()
-        self._clients.clear()
 
 
 def _end_client(client: trace.Span, error: CallError | None) -> None:
@@ -162,7 +147,7 @@ def _server_attributes_of(node_id: int, address: str) -> dict[str, AttributeValu
     return attributes
 
 
-def _server_attributes(node: Node) -> dict[str, AttributeValue]:
+def _server_attributes(node: Target) -> dict[str, AttributeValue]:
     return _server_attributes_of(node.id, node.address)
 
 

@@ -18,8 +18,9 @@ from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from gorums_mw import _telemetry as t
-from gorums_mw._calls.configuration import Configuration, Origin
-from gorums_mw._calls.node import Channel, Node
+from gorums_mw._calls.configuration import Configuration
+from gorums_mw._calls.node import Node
+from gorums_mw._calls.origin import Origin
 from gorums_mw._errors import ConfigurationError, StreamLimitError
 from gorums_mw._identity.address import parse_node_address
 from gorums_mw._identity.address_book import AddressBook
@@ -32,7 +33,9 @@ from gorums_mw._inbound.membership import ConfigCallback, Link, Membership, Outc
 from gorums_mw._limits import ByteBudget, Limits
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
 from gorums_mw._settings import NameResolution, setting
-from gorums_mw._stream.endpoint import StreamEndpoint, message_ids
+from gorums_mw._stream.channel import Channel
+from gorums_mw._stream.endpoint import StreamEndpoint
+from gorums_mw._stream.messages import message_ids
 from gorums_mw._stream.registry import HandlerRegistry
 
 __all__ = ["ConfigCallback", "InboundManager", "describe_condition"]

@@ -27,10 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gorums_mw import _telemetry as t
-from gorums_mw._calls.configuration import Configuration, Origin, ordered_configuration
-from gorums_mw._calls.node import Channel, Node
+from gorums_mw._calls.configuration import Configuration, ordered_configuration
+from gorums_mw._calls.node import Node
+from gorums_mw._calls.origin import Origin
 from gorums_mw._identity.peer import MAX_NODE_ID, Peer
 from gorums_mw._identity.registrar import Cleanup
+from gorums_mw._stream.channel import Channel
 from gorums_mw._telemetry import Telemetry
 
 FIRST_CLIENT_ID = MAX_NODE_ID + 1

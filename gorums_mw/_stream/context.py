@@ -14,7 +14,7 @@ Metadata = tuple[tuple[str, str], ...]
 MetadataIn = Sequence[tuple[str, str | bytes]]
 
 
-class _Abort(Exception):
+class HandlerAborted(Exception):
     """Raised by ``NodeStreamContext.abort``; ``HandlerRegistry.handle`` turns it into a reply."""
 
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
@@ -79,7 +79,7 @@ class NodeStreamContext:
             self._details = details
         if trailing_metadata:
             self.set_trailing_metadata(trailing_metadata)
-        raise _Abort(code, self._details)
+        raise HandlerAborted(code, self._details)
 
     async def write(self, message: Any) -> None:
         """Send one response of a server-streaming call, as grpc.aio's ``write``.

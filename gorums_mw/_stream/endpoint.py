@@ -1,12 +1,4 @@
-"""One end of a NodeStream: a single writer, replies routed by message ID.
-
-Both ends of a stream allocate message IDs for the messages they send. The
-end that dialed uses IDs below ``SERVER_ID_BIT``; the end that accepted uses
-IDs with that bit set, so the two never collide and a message's ID says
-whether it is a reply to us or a request for us. One-way messages take an ID
-from the same partition but no reply is awaited (as upstream Go Gorums
-does); a request with ID 0 is one-way too (earlier gorums-mw versions).
-"""
+"""One end of a NodeStream: a single writer, replies routed by message ID to their sinks."""
 
 from __future__ import annotations
 
@@ -14,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Sequence
 from typing import Final
 
 import grpc
@@ -30,15 +21,21 @@ from gorums_mw._limits import (
     ByteBudget,
     Limits,
 )
-from gorums_mw._proto.stream_pb2 import Message, MetadataEntry
+from gorums_mw._proto.stream_pb2 import Message
+from gorums_mw._stream.channel import Entries, ReplySink, calling_loop, running_loop
 from gorums_mw._stream.framing import Framing
+from gorums_mw._stream.messages import (
+    ONE_WAY_ENTRY,
+    SERVER_ID_BIT,
+    error_reply,
+    is_one_way,
+    message_ids,
+    request_message,
+    too_large,
+)
 from gorums_mw._stream.registry import HandlerRegistry
-from gorums_mw._stream.replies import Replies, StreamCall
 from gorums_mw._stream.send_queue import QueueClosed, SendQueue
 from gorums_mw._telemetry import Telemetry
-
-SERVER_ID_BIT: Final = 1 << 63
-"""Set in the IDs of messages sent by the end that accepted the stream."""
 
 RETIRE_QUIET: Final = 0.1
 """Seconds a retiring stream must be idle before it closes."""
@@ -46,50 +43,10 @@ RETIRE_QUIET: Final = 0.1
 RETIRE_LIMIT: Final = 5.0
 """Seconds after which a retiring stream closes even if still busy."""
 
-ONE_WAY_KEY: Final = "gorums-one-way"
-"""Entry marking a one-way request, so a gorums-mw receiver sends no reply.
-Go Gorums knows one-way methods by their type and ignores the entry."""
-
 _log = logging.getLogger("gorums_mw")
-
-Entries = Sequence[tuple[str, str]]
 
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 _RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-_ONE_WAY_ENTRY = MetadataEntry(key=ONE_WAY_KEY, value="1")
-
-
-def message_ids(*, accepted: bool) -> itertools.count[int]:
-    """A fresh generator of message IDs for one end of a stream."""
-    return itertools.count(SERVER_ID_BIT + 1 if accepted else 1)
-
-
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running in this thread, or None (asyncio's own fast check)."""
-    return asyncio._get_running_loop()
-
-
-def calling_loop(bound: asyncio.AbstractEventLoop | None, what: str) -> asyncio.AbstractEventLoop:
-    """The running loop, which must be ``bound`` (when ``what`` is bound to one).
-
-    Raises:
-        RuntimeError: no loop runs in this thread, or another one than ``bound``.
-    """
-    loop = running_loop()
-    if loop is None or (bound is not None and loop is not bound):
-        raise RuntimeError(
-            f"{what} runs on another event loop: make calls from the loop that started it"
-            " (from another thread, use asyncio.run_coroutine_threadsafe)"
-        )
-    return loop
-
-
-def request_message(msg_id: int, method: str, payload: bytes, entries: Entries) -> Message:
-    """A NodeStream request carrying ``entries`` as its metadata."""
-    message = Message(message_seq_no=msg_id, method=method, payload=payload)
-    if entries:
-        message.entry.extend(MetadataEntry(key=k, value=v) for k, v in entries)
-    return message
 
 
 class StreamEndpoint:
@@ -98,15 +55,15 @@ class StreamEndpoint:
 
     Every send goes through one queue drained by one writer task, bounded
     in bytes (``Limits.stream_buffer`` per stream, ``total_buffer`` shared
-    through ``budget``). A call waits for room as long as its reply future
-    is pending; a one-way message never waits (it is dropped when there is
-    no room). A peer's request beyond the budget is answered
-    ``RESOURCE_EXHAUSTED`` at once and dropped, so the reader never blocks
-    and replies to our own calls keep flowing. A message above
-    ``Limits.max_message`` fails alone with ``RESOURCE_EXHAUSTED``. When the
-    stream ends, every call in flight fails at once with ``UNAVAILABLE``.
-    Use from the event loop that runs the stream; calls from another loop
-    raise ``RuntimeError`` at once.
+    through ``budget``). A request waits for room until it is forgotten; a
+    one-way message never waits (it is dropped when there is no room). A
+    peer's request beyond the budget is answered ``RESOURCE_EXHAUSTED`` at
+    once and dropped, so the reader never blocks and replies to our own
+    calls keep flowing. A message above ``Limits.max_message`` fails alone
+    with ``RESOURCE_EXHAUSTED``. Replies go straight to the ``ReplySink`` of
+    their request, from the reading task; when the stream ends, every
+    request in flight fails at once with ``UNAVAILABLE``. Use from the loop
+    that runs the stream; calls from another raise ``RuntimeError`` at once.
     """
 
     __slots__ = (
@@ -153,7 +110,9 @@ class StreamEndpoint:
         self._ids = ids if ids is not None else message_ids(accepted=accepted)
         self._reply_bit = SERVER_ID_BIT if accepted else 0
         self._queue: SendQueue[Message] = SendQueue(self._budget)
-        self._pending: dict[int, asyncio.Future[Message] | StreamCall] = {}
+        self._pending: dict[int, tuple[ReplySink, int, bool]] = {}
+        """Requests awaiting replies by message ID: where their replies go, and
+        whether several may come."""
         self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -201,50 +160,47 @@ class StreamEndpoint:
         """Bytes this stream buffers now: queued messages and requests in service."""
         return self._budget.used
 
-    def call(self, method: str, payload: bytes, entries: Entries = ()) -> asyncio.Future[Message]:
-        """Send a request; return the future of its reply message.
+    def request(
+        self,
+        method: str,
+        payload: bytes,
+        entries: Entries,
+        sink: ReplySink,
+        slot: int,
+        *,
+        streaming: bool = False,
+    ) -> int:
+        """Send a request; its replies go to ``sink`` under ``slot``. Return its ticket.
 
-        The request is queued at once, or as soon as there is room while the
-        future is pending; cancel the future to give up (a request still
-        waiting for room is then never sent).
+        As ``Channel.request``: queued now, or once there is room (unless
+        forgotten first); a ``streaming`` one stays pending until forgotten.
 
         Raises:
             CallError: ``UNAVAILABLE`` if the stream has ended,
                 ``RESOURCE_EXHAUSTED`` if the request exceeds ``max_message``.
             RuntimeError: called outside the stream's event loop.
         """
-        loop = self._check_loop()
+        self._check_loop()
         msg_id = next(self._ids)
         message = request_message(msg_id, method, payload, entries)
         size = self._check_size(message, "request")
-        reply: asyncio.Future[Message] = loop.create_future()
-        self._pending[msg_id] = reply
-        reply.add_done_callback(lambda _: self._pending.pop(msg_id, None))
-        self._queue.put(message, size + QUEUED_OVERHEAD, reply)
-        return reply
+        self._pending[msg_id] = (sink, slot, streaming)
+        self._queue.put(message, size + QUEUED_OVERHEAD, msg_id)
+        return msg_id
 
-    def call_stream(
-        self, method: str, payload: bytes, entries: Entries, replies: Replies, key: int
-    ) -> None:
-        """Send a request to a server-streaming method; its replies go to ``replies`` under ``key``.
+    def forget(self, ticket: int) -> None:
+        """Give up the request of ``ticket``: unsent, it never goes; its replies are dropped."""
+        if self._pending.pop(ticket, None) is not None:
+            self._queue.forget(ticket)
 
-        The call stays pending until ``replies`` is closed or the stream ends
-        (then ``key`` gets a final ``UNAVAILABLE``).
+    def withdraw(self, ticket: int) -> bool:
+        """Give up the request of ``ticket`` if it still waits for room; return whether it did."""
+        if not self._queue.forget(ticket):
+            return False
+        del self._pending[ticket]
+        return True
 
-        Raises:
-            CallError, RuntimeError: as ``call``.
-        """
-        loop = self._check_loop()
-        msg_id = next(self._ids)
-        message = request_message(msg_id, method, payload, entries)
-        size = self._check_size(message, "request")
-        owner: asyncio.Future[None] = loop.create_future()
-        self._pending[msg_id] = StreamCall(replies, key, owner)
-        owner.add_done_callback(lambda _: self._pending.pop(msg_id, None))
-        replies.track(key, owner)
-        self._queue.put(message, size + QUEUED_OVERHEAD, owner)
-
-    def cast(self, method: str, payload: bytes, entries: Entries = ()) -> bool:
+    def cast(self, method: str, payload: bytes, entries: Entries) -> bool:
         """Send a one-way request (no reply) if there is room now.
 
         Returns:
@@ -257,7 +213,7 @@ class StreamEndpoint:
         """
         self._check_loop()
         message = request_message(next(self._ids), method, payload, entries)
-        message.entry.append(_ONE_WAY_ENTRY)
+        message.entry.append(ONE_WAY_ENTRY)
         size = self._check_size(message, "request")
         return self._queue.offer(message, size + QUEUED_OVERHEAD)
 
@@ -270,14 +226,9 @@ class StreamEndpoint:
     def _check_size(self, message: Message, what: str) -> int:
         size = message.ByteSize()
         if size > self._limits.max_message:
-            raise CallError(_RESOURCE_EXHAUSTED, self._too_large(what, size), self.peer.id)
+            details = too_large(what, size, self._limits.max_message)
+            raise CallError(_RESOURCE_EXHAUSTED, details, self.peer.id)
         return size
-
-    def _too_large(self, what: str, size: int) -> str:
-        return (
-            f"{what} of {size} bytes exceeds the message limit of"
-            f" {self._limits.max_message} bytes (Limits.max_message)"
-        )
 
     async def run(self, framing: Framing) -> None:
         """Carry the stream until it ends or ``close()`` is called.
@@ -345,11 +296,8 @@ class StreamEndpoint:
         for task in (*self._tasks, *self._handlers):
             task.cancel()
         pending, self._pending = self._pending, {}
-        for reply in pending.values():
-            if isinstance(reply, StreamCall):
-                reply.fail(self._unavailable())
-            elif not reply.done():
-                reply.set_exception(self._unavailable())
+        for sink, slot, _ in pending.values():
+            sink.fail(slot, self._unavailable())
 
     async def _read_loop(self, framing: Framing) -> None:
         receive, read, unpack = self._receive, framing.read, framing.unpack
@@ -371,11 +319,12 @@ class StreamEndpoint:
             self._activity.set()
         msg_id = message.message_seq_no
         if msg_id and msg_id & SERVER_ID_BIT == self._reply_bit:
-            reply = self._pending.get(msg_id)
-            if isinstance(reply, StreamCall):
-                reply.deliver(message)
-            elif reply is not None and not reply.done():
-                reply.set_result(message)
+            pending = self._pending.get(msg_id)
+            if pending is not None:
+                sink, slot, streaming = pending
+                if not streaming:
+                    del self._pending[msg_id]
+                sink.deliver(slot, message)
             return
         size = len(message.payload) + SERVING_OVERHEAD
         if self._registry is None:
@@ -390,16 +339,16 @@ class StreamEndpoint:
             )
         else:
             task = asyncio.create_task(
-                self._serve(message, self._registry, size, _is_one_way(message))
+                self._serve(message, self._registry, size, is_one_way(message))
             )
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
     def _refuse(self, request: Message, code: grpc.StatusCode, details: str) -> None:
         """Answer ``request`` with an error if the send queue has room; never wait."""
-        if _is_one_way(request):
+        if is_one_way(request):
             return
-        reply = _error_reply(request, code, details)
+        reply = error_reply(request, code, details)
         if not self._queue.offer(reply, reply.ByteSize() + QUEUED_OVERHEAD, REFUSAL_SLACK):
             _log.debug("dropped %s from peer %s: send queue full", request.method, self.peer.id)
 
@@ -424,7 +373,9 @@ class StreamEndpoint:
             return False
         size = reply.ByteSize()
         if size > self._limits.max_message:
-            reply = _error_reply(reply, _RESOURCE_EXHAUSTED, self._too_large("reply", size))
+            reply = error_reply(
+                reply, _RESOURCE_EXHAUSTED, too_large("reply", size, self._limits.max_message)
+            )
             size = reply.ByteSize()
         self._queue.push(reply, size + QUEUED_OVERHEAD)
         return self._budget.used <= self._limits.stream_buffer
@@ -447,17 +398,3 @@ class StreamEndpoint:
 
     def _unavailable(self) -> CallError:
         return CallError(_UNAVAILABLE, "stream to node ended", self.peer.id)
-
-
-def _is_one_way(request: Message) -> bool:
-    """Whether ``request`` wants no reply: ID 0, or marked one-way by its sender."""
-    if not request.message_seq_no:
-        return True
-    return any(entry.key == ONE_WAY_KEY for entry in request.entry)
-
-
-def _error_reply(request: Message, code: grpc.StatusCode, details: str) -> Message:
-    reply = Message(message_seq_no=request.message_seq_no, method=request.method)
-    reply.status.code = code.value[0]
-    reply.status.message = details
-    return reply

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from gorums_mw._limits import ByteBudget
 
@@ -19,13 +19,13 @@ class SendQueue(Generic[T]):
     """FIFO of items for one consumer, bounded by a ``ByteBudget``.
 
     Three ways in: ``offer`` adds an item only if there is room now;
-    ``put`` adds it now or, when full, once room frees (unless its owner
-    future is done by then: a call that timed out or was cancelled never
-    sends, and its wait ends at once); ``push`` adds it regardless (replies,
-    which never wait). Room is counted in bytes on the budget, so a queue
-    blocked by its owner's shared budget wakes when another stream frees
-    bytes. ``close`` drops everything, returns the bytes, and makes ``get``
-    raise ``QueueClosed``. Use from one event loop.
+    ``put`` adds it now or, when full, once room frees (unless it is
+    forgotten first, with ``forget(key)``: a call that ended never sends);
+    ``push`` adds it regardless (replies, which never wait). Room is counted
+    in bytes on the budget, so a queue blocked by its owner's shared budget
+    wakes when another stream frees bytes. ``close`` drops everything,
+    returns the bytes, and makes ``get`` raise ``QueueClosed``. Use from one
+    event loop.
     """
 
     __slots__ = ("_budget", "_closed", "_items", "_not_empty", "_root", "_waiters")
@@ -37,7 +37,7 @@ class SendQueue(Generic[T]):
             root = root.parent
         self._root = root
         self._items: deque[tuple[T, int]] = deque()
-        self._waiters: dict[asyncio.Future[Any], tuple[T, int]] = {}
+        self._waiters: dict[int, tuple[T, int]] = {}
         self._closed = False
         self._not_empty: asyncio.Future[None] | None = None
 
@@ -57,14 +57,23 @@ class SendQueue(Generic[T]):
         self._append(item, size)
         return True
 
-    def put(self, item: T, size: int, owner: asyncio.Future[Any]) -> None:
-        """Add ``item`` now if there is room, else once there is (while ``owner`` is pending)."""
+    def put(self, item: T, size: int, key: int) -> None:
+        """Add ``item`` now if there is room, else once there is (unless ``key``
+        is forgotten first)."""
         if self.offer(item, size) or self._closed:
             return
         if not self._waiters:
             self._root.listen(self._promote)
-        self._waiters[owner] = (item, size)
-        owner.add_done_callback(self._forget)
+        self._waiters[key] = (item, size)
+
+    def forget(self, key: int) -> bool:
+        """Never add the item put under ``key`` if it still waits for room;
+        return whether it did."""
+        if self._waiters.pop(key, None) is None:
+            return False
+        if not self._waiters:
+            self._root.unlisten(self._promote)
+        return True
 
     def push(self, item: T, size: int) -> None:
         """Add ``item`` even beyond the budget (a reply: it must not wait)."""
@@ -118,16 +127,10 @@ class SendQueue(Generic[T]):
     def _promote(self) -> None:
         """Move waiters in, oldest first, while there is room."""
         while self._waiters:
-            owner = next(iter(self._waiters))
-            item, size = self._waiters[owner]
+            key = next(iter(self._waiters))
+            item, size = self._waiters[key]
             if not self._budget.try_take(size):
                 return
-            del self._waiters[owner]
-            owner.remove_done_callback(self._forget)
+            del self._waiters[key]
             self._append(item, size)
         self._root.unlisten(self._promote)
-
-    def _forget(self, owner: asyncio.Future[Any]) -> None:
-        """An owner finished while waiting: its item will never be sent."""
-        if self._waiters.pop(owner, None) is not None and not self._waiters:
-            self._root.unlisten(self._promote)

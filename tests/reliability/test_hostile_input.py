@@ -30,7 +30,7 @@ from gorums_mw import (
 )
 from gorums_mw._limits import SERVING_OVERHEAD
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream.endpoint import SERVER_ID_BIT
+from gorums_mw._stream.messages import SERVER_ID_BIT
 from gorums_mw._wire import NODE_STREAM_PATH
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc

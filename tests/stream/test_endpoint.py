@@ -11,10 +11,12 @@ import pytest
 from gorums_mw import CallError
 from gorums_mw._identity.peer import Peer
 from gorums_mw._proto.stream_pb2 import Message
-from gorums_mw._stream.endpoint import SERVER_ID_BIT, StreamEndpoint
+from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._stream.framing import PlainFraming
+from gorums_mw._stream.messages import SERVER_ID_BIT
 from gorums_mw._stream.registry import HandlerRegistry
 from tests import echo_pb2, echo_pb2_grpc
+from tests.stream.sink import FutureSink
 
 SAY = "echo.Echo.Say"
 
@@ -74,19 +76,20 @@ async def test_request_ids_never_collide() -> None:
 
 async def test_close_fails_calls_in_flight_at_once(pair: Pair) -> None:
     client, _, servicer = pair
-    reply = client.call(SAY, say("x"))
+    sink = FutureSink()
+    reply = sink.send(client, SAY, say("x"))
     await asyncio.wait_for(servicer.started.wait(), 5)
     client.close()
     with pytest.raises(CallError) as info:
         await asyncio.wait_for(reply, 5)
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
     with pytest.raises(CallError):
-        client.call(SAY, say("after"))
+        sink.send(client, SAY, say("after"))
 
 
 async def test_retire_answers_calls_in_flight_then_closes(pair: Pair) -> None:
     client, server, servicer = pair
-    reply = client.call(SAY, say("in flight"))
+    reply = FutureSink().send(client, SAY, say("in flight"))
     await asyncio.wait_for(servicer.started.wait(), 5)
     server.retire()  # the accepting end lost a tiebreak while serving
     await asyncio.sleep(0)
