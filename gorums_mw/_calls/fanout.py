@@ -212,7 +212,8 @@ class Fanout(Generic[R]):
         elif self.on_answer is None:
             size = message.ByteSize() + QUEUED_OVERHEAD
             if slot.unread + size > STREAM_REPLY_LIMIT:
-                self.fail(index, _too_many_unread(node_id))
+                self._close(slot)  # its replies stop here, with an error saying why
+                self._emit(NodeReply(node_id, None, _too_many_unread(node_id)))
                 return
             slot.unread += size
         self._record(slot, error)

@@ -41,13 +41,19 @@ class Decision(Generic[R]):
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def add(self, answer: NodeReply[R]) -> None:
-        """Count one answer (a reply or an error); decide if it is time."""
-        if self.done.done():
-            return
+        """Count one answer (a reply or an error); decide if it is time.
+
+        Answers that arrive once it is decided are still counted (the
+        deadline fails every silent node at once: each is listed), but
+        decide nothing.
+        """
         node_id = answer.node_id
+        decided = self.done.done()
         if answer.error is None and answer.value is not None:
             self.replies[node_id] = answer.value
             self.errors.pop(node_id, None)
+            if decided:
+                return
             result = self.decide(self.replies)
             if result is not None:
                 self.result = result
@@ -57,6 +63,8 @@ class Decision(Generic[R]):
             self.errors[node_id] = answer.error or CallError(
                 grpc.StatusCode.UNKNOWN, "an interceptor dropped the reply", node_id
             )
+            if decided:
+                return
             if self.needed and len(self.errors) > self.size - self.needed:
                 self.done.set_result(None)  # hopeless
                 return
