@@ -125,6 +125,28 @@ class Child:
             self.proc.wait(5)
 
 
+def python_in(tree: Path | None) -> list[str]:
+    """The interpreter for code of ``tree`` (None: this checkout); append a script
+    or ``-m module``, then arguments. For another tree, this checkout's editable
+    install must not lend it modules, so a prelude takes its finder out."""
+    if tree is None:
+        return [sys.executable]
+    return [sys.executable, "-c", _OWN_CODE]
+
+
+_OWN_CODE = (
+    "import runpy, sys\n"
+    "sys.meta_path[:] = [f for f in sys.meta_path"
+    " if not type(f).__module__.startswith('__editable__')]\n"
+    "if sys.argv[1] == '-m':\n"
+    "    sys.argv = sys.argv[2:]\n"
+    "    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+    "else:\n"
+    "    sys.argv = sys.argv[1:]\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
 def spawn(name: str, module: str, *args: str, tree: Path | None = None) -> Child:
     """Start ``python -m module args...`` and wait for its ``READY <json>`` line.
 
@@ -132,7 +154,7 @@ def spawn(name: str, module: str, *args: str, tree: Path | None = None) -> Child
     """
     paths = {} if tree is None else {"PYTHONPATH": str(tree)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args],
+        [*python_in(tree), "-m", module, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -162,6 +184,9 @@ def worktree(revision: str) -> Iterator[Path]:
         tree = Path(parent) / "tree"
         git = ["git", "-C", str(ROOT)]
         subprocess.run([*git, "worktree", "add", "--detach", "-q", str(tree), revision], check=True)
+        glue = tree / "gorums_mw" / "interceptors"
+        if not glue.exists():  # a checkout installs interceptors/ as gorums_mw.interceptors
+            glue.symlink_to(Path("..") / "interceptors")
         try:
             yield tree
         finally:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from bench._common import ROOT, machine, median, print_table, spread, worktree
+from bench._common import ROOT, machine, median, print_table, python_in, spread, worktree
 
 CHILD: Final = ROOT / "bench" / "_versus_child.py"
 RELEASE_0_1_0: Final = "2b6e614"
@@ -34,7 +34,7 @@ WHATS: Final = ("quorum x1", "quorum x64", "identified x64")
 def run_child(tree: Path, variant: str, seconds: float) -> dict[str, float]:
     """One measurement in a fresh process on ``tree``'s code."""
     out = subprocess.run(
-        [sys.executable, str(CHILD), variant, str(seconds)],
+        [*python_in(None if tree == ROOT else tree), str(CHILD), variant, str(seconds)],
         cwd=tree,
         env={"PYTHONPATH": str(tree), "GRPC_VERBOSITY": "ERROR", "PATH": "/usr/bin:/bin"},
         capture_output=True,
