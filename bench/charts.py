@@ -26,12 +26,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parent.parent
 Row = dict[str, str]
@@ -159,7 +156,7 @@ def _bars(
     axes.margins(y=0.12)
 
 
-def _save(figure: plt.Figure, out: Path, bottom: float = 0.07) -> None:
+def _save(figure: Figure, out: Path, bottom: float = 0.07) -> None:
     """Write ``figure`` as SVG, leaving ``bottom`` of its height for a legend."""
     figure.tight_layout(rect=(0, bottom, 1, 0.95))
     figure.savefig(out, format="svg", metadata={"Date": None})

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
-MARKER = re.compile(r"^\s*<!--\s*check:\s*(?P<kind>run|partial|output)(?::\s*(?P<reason>.*?))?\s*-->\s*$")
+MARKER = re.compile(
+    r"^\s*<!--\s*check:\s*(?P<kind>run|partial|output)(?::\s*(?P<reason>.*?))?\s*-->\s*$"
+)
 
 AMBIENT: dict[str, str] = {
     "system": "gorums_mw.System",

@@ -1,4 +1,4 @@
-"""The built site in a real browser: no console error, no missing asset, nothing fetched from outside."""
+"""The built site in a real browser: no console error, no missing asset, nothing from outside."""
 
 from __future__ import annotations
 
