@@ -57,6 +57,18 @@ class Page:
         self._socket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
         return self._next_id
 
+    def call(self, method: str, *, timeout: float = 10.0, **params: Any) -> dict[str, Any]:
+        """Send a command and wait for its result (events meanwhile are dropped)."""
+        sent = self.send(method, **params)
+        until = time.monotonic() + timeout
+        while (message := self.receive(until)) is not None:
+            if message.get("id") == sent:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message.get("result", {})
+                return result
+        raise TimeoutError(f"{method}: no answer within {timeout} s")
+
     def receive(self, until: float) -> dict[str, Any] | None:
         """The next message (event or command result), or None at ``until`` (monotonic)."""
         left = until - time.monotonic()
@@ -135,7 +147,7 @@ def open_page(chromium: str) -> Iterator[Page]:
             try:
                 page = Page(socket)
                 for domain in ("Page", "Runtime", "Log", "Network"):
-                    page.send(f"{domain}.enable")
+                    page.call(f"{domain}.enable")  # on before the first navigation
                 yield page
             finally:
                 socket.close()

@@ -6,7 +6,7 @@ import pytest
 
 from tests.docs.browser import find_chromium, open_page
 
-PAGES = ["", "tutorial/", "reference/configuration/"]
+PAGES = ["", "tutorial/", "reference/calls/", "benchmarks/"]
 
 
 def test_pages_load_cleanly_in_chromium(served_site: str) -> None:
