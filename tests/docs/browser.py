@@ -9,8 +9,11 @@ JSON over a websocket (``websocket-client``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -131,12 +134,18 @@ def _problem(message: dict[str, Any], origin: str) -> list[str]:
 @contextmanager
 def open_page(chromium: str) -> Iterator[Page]:
     """A fresh headless Chromium (empty profile) with one tab; closed on exit."""
-    with tempfile.TemporaryDirectory(prefix="gorums-chromium-") as profile:
+    # Chromium's helpers (zygote, renderers, crash handler) outlive its main
+    # process for a moment: it runs in a session of its own, whose processes
+    # are all ended before the profile is removed.
+    with tempfile.TemporaryDirectory(
+        prefix="gorums-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         process = subprocess.Popen(
             [chromium, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             port = _devtools_port(Path(profile), process)
@@ -152,12 +161,26 @@ def open_page(chromium: str) -> Iterator[Page]:
             finally:
                 socket.close()
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _end_session(process)
+
+
+def _end_session(process: subprocess.Popen[bytes]) -> None:
+    """End Chromium and every helper it started (its session's process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    end = time.monotonic() + 5
+    while time.monotonic() < end:  # helpers are not our children: poll the group
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _devtools_port(profile: Path, process: subprocess.Popen[bytes]) -> int:
