@@ -39,7 +39,8 @@ class NotesConfiguration:
         Quorum call ``notes.Notes.Store``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(
@@ -59,7 +60,8 @@ class NotesConfiguration:
         Quorum call ``notes.Notes.Fetch``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
         return self.config.quorum_call(

@@ -40,7 +40,8 @@ class NotesConfiguration:
         Quorum call ``notes.Notes.Store``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload
@@ -70,7 +71,8 @@ class NotesConfiguration:
         Quorum call ``notes.Notes.Fetch``.
 
         Returns the replies by node ID once ``quorum`` of them (default a
-        majority) are in, or the result of ``quorum_function``; see
+        majority of the configured replicas) are in, or the result of
+        ``quorum_function``; see
         ``gorums_mw.Configuration.quorum_call``.
         """
     @_typing.overload
