@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-import gorums_pb2 as gorums__pb2
+from gorums_mw.proto import gorums_pb2 as gorums__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65xamples/notes.proto\x12\x05notes\x1a\x0cgorums.proto\"\x16\n\x05Title\x12\r\n\x05title\x18\x01 \x01(\t\"D\n\x04Note\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0e\n\x06writer\x18\x04 \x01(\r\"\x05\n\x03\x41\x63k2\x9b\x01\n\x05Notes\x12\x1e\n\x03Put\x12\x0b.notes.Note\x1a\n.notes.Ack\x12 \n\x03Get\x12\x0c.notes.Title\x1a\x0b.notes.Note\x12&\n\x05Store\x12\x0b.notes.Note\x1a\n.notes.Ack\"\x04\xa0\xb5\x18\x01\x12(\n\x05\x46\x65tch\x12\x0c.notes.Title\x1a\x0b.notes.Note\"\x04\xa0\xb5\x18\x01\x62\x06proto3')

@@ -19,13 +19,14 @@ PYTHON = [block for block in ALL if block.lang == "python"]
 
 # mypy-protobuf's servicer stubs make every method abstract, where grpc
 # answers UNIMPLEMENTED for those a servicer leaves out: the pages implement
-# only the methods they are about.
+# only the methods they are about. build/typecheck (scripts/bootstrap makes
+# it) shows mypy gorums_mw.interceptors where the packaging installs it.
 MYPY_CONFIG = """\
 [mypy]
 python_version = 3.11
 check_untyped_defs = True
 disable_error_code = abstract
-mypy_path = {root}
+mypy_path = {root}/build/typecheck:{root}
 cache_dir = {root}/.mypy_cache/docs
 
 [mypy-google.rpc.*]
