@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("websocket", reason="needs websocket-client (the docs extra)")
+
 from tests.docs.browser import find_chromium, open_page
 
 PAGES = ["", "tutorial/", "reference/calls/", "benchmarks/"]
