@@ -10,6 +10,7 @@ links to each entry of ``gorums_mw/``, and ``interceptors`` linked to
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -30,9 +31,11 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
     for link in VIEW.iterdir():
         target = wanted.get(link.name)
         if target is None or not link.is_symlink() or link.resolve() != target.resolve():
-            link.unlink()
+            link.unlink(missing_ok=True)
     for name, target in wanted.items():
         link = VIEW / name
         if not link.is_symlink():
-            link.symlink_to(os.path.relpath(target, VIEW))
+            # Another build (two test runs at once) may make the same link first.
+            with contextlib.suppress(FileExistsError):
+                link.symlink_to(os.path.relpath(target, VIEW))
     return config
