@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -57,3 +58,33 @@ def test_every_public_name_is_in_the_built_reference(site: Path) -> None:
         for name in set(module.__all__) - {"__version__"}:
             ids = qualified(module, prefix, name)
             assert any(f'id="{found}"' in html for found in ids), ids
+
+
+def public_methods(cls: type) -> set[str]:
+    """The public methods and properties a gorums-mw class defines or inherits from one."""
+    found = set()
+    for name in dir(cls):
+        if name.startswith("_"):
+            continue
+        owner = next((base for base in cls.__mro__ if name in vars(base)), None)
+        member = vars(owner).get(name) if owner is not None else None
+        if owner is None or not owner.__module__.startswith("gorums_mw"):
+            continue
+        if inspect.isfunction(member) or isinstance(member, property | classmethod | staticmethod):
+            found.add(name)
+    return found
+
+
+def test_every_public_method_is_in_the_built_reference(site: Path) -> None:
+    html = "".join(p.read_text(encoding="utf-8") for p in (site / "reference").rglob("*.html"))
+    missing = []
+    for module, prefix in ((gorums_mw, "gorums_mw"), (interceptors, "gorums_mw.interceptors")):
+        for name in sorted(set(module.__all__) - {"__version__"}):
+            value = getattr(module, name)
+            if not inspect.isclass(value):
+                continue
+            for method in sorted(public_methods(value)):
+                ids = {f"{q}.{method}" for q in qualified(module, prefix, name)}
+                if not any(f'id="{found}"' in html for found in ids):
+                    missing.append(f"{prefix}.{name}.{method}")
+    assert not missing
