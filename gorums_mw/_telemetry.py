@@ -1,6 +1,6 @@
 """OpenTelemetry: span, attribute and metric names, and the ``Telemetry`` that records them.
 
-Names are public API (documented in the README). Only ``opentelemetry-api``
+Names are public API (documented in docs/how-to/observability.md). Only ``opentelemetry-api``
 is used: without an SDK every span is non-recording and every instrument a
 no-op, so the cost is a few attribute lookups. Spans follow OpenTelemetry's
 RPC conventions: a call gorums-mw makes is an INTERNAL span
@@ -45,7 +45,7 @@ ATTR_CLAIMED_ADDRESS: Final = "gorums.peer.claimed_address"
 ATTR_REAL_ADDRESS: Final = "gorums.peer.real_address"
 """grpc's peer string of an inbound stream; the dialed address of an outbound one."""
 ATTR_DECISION: Final = "gorums.decision"
-"""What was decided (see the README's table of decisions)."""
+"""What was decided (see the table of decisions in docs/how-to/observability.md)."""
 ATTR_REASON: Final = "gorums.reason"
 """Why, in words."""
 ATTR_CONFIG_SIZE: Final = "gorums.config.size"

@@ -14,12 +14,38 @@ from typing import Any
 
 import pytest
 from grpc import aio
+from hypothesis import settings
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gorums_mw import OutboundManager, System
+
+SLOW_DESELECTED = pytest.StashKey[int]()
+
+# Hypothesis checks laws here, not speed: its per-example deadline fails
+# examples that a loaded 2-core machine merely runs slowly.
+settings.register_profile("gorums", deadline=None)
+settings.load_profile("gorums")
+
+
+def pytest_deselected(items: Sequence[pytest.Item]) -> None:
+    """Count the slow tests the default ``-m "not slow"`` leaves out."""
+    if items:
+        config = items[0].config
+        slow = sum(1 for item in items if item.get_closest_marker("slow") is not None)
+        config.stash[SLOW_DESELECTED] = config.stash.get(SLOW_DESELECTED, 0) + slow
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say why tests were deselected, and how to run them."""
+    slow = config.stash.get(SLOW_DESELECTED, 0)
+    if slow:
+        terminalreporter.write_line(
+            f"{slow} deselected: marked slow (long variants of the reliability tests); "
+            "run them with scripts/test -m slow"
+        )
 
 
 @dataclass

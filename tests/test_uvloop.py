@@ -17,8 +17,12 @@ def test_replicas_call_each_other_on_uvloop() -> None:
     async def main() -> tuple[type, list[int]]:
         async with LocalReplicas(3, setup) as replicas:
             await replicas.wait_full()
-            replies = await replicas[1].config().quorum_call(
-                "echo.Echo.Say", echo_pb2.EchoRequest(text="u"), echo_pb2.EchoReply, timeout=5
+            replies = (
+                await replicas[1]
+                .config()
+                .quorum_call(
+                    "echo.Echo.Say", echo_pb2.EchoRequest(text="u"), echo_pb2.EchoReply, timeout=5
+                )
             )
             return type(asyncio.get_running_loop()), sorted(replies)
 

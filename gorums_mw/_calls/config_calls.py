@@ -104,7 +104,8 @@ class ConfigurationCalls(Sequence[Node]):
                 (or grpc's ``/pkg.Service/Method``).
             request: the request message, sent to every node.
             reply_type: the generated class of the reply.
-            quorum: replies needed, at least 1; default a majority.
+            quorum: replies needed, at least 1; default ``majority()``, a
+                majority of the configured replicas (``configured``).
             timeout: seconds for the whole call, including any wait for room
                 in a node's send buffer; None waits until every node has
                 replied or failed.
@@ -250,10 +251,14 @@ class ConfigurationCalls(Sequence[Node]):
         when every node has failed, or when you stop iterating.
 
         Args:
-            method, request, reply_type, metadata, interceptors: as ``quorum_call``.
+            method: the server-streaming method's full name, as in ``quorum_call``.
+            request: the request message, sent to every node.
+            reply_type: the generated class of the replies.
             timeout: seconds until the iteration ends.
             quorum_function: turns the latest replies into a result.
             ignore_errors: without ``quorum_function``, yield only replies.
+            metadata: ``(key, value)`` entries sent with every request.
+            interceptors: wrap the call, as in ``quorum_call``.
 
         Raises:
             ValueError, TypeError: as ``quorum_call`` (at once).

@@ -6,7 +6,7 @@ the binary is beside the repository) and fail when it names no executable.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,26 @@ import pytest
 from tests.interop.goproc import ENV_VAR, GoPeer, go_peer_path
 
 StartGo = Callable[..., Awaitable[GoPeer]]
+
+NO_GO_PEER = (
+    f"{ENV_VAR} is unset, so the Go interop tests did not run: set it to the gorums-go-peer "
+    "program (../shared/interop/go-peer/gorums-go-peer beside this repository; .ci/run does)"
+)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Skips for want of the Go peer share one location, so ``-ra`` folds them into one line."""
+    report = yield
+    if (
+        report.skipped
+        and isinstance(report.longrepr, tuple)
+        and report.longrepr[2].endswith(NO_GO_PEER)
+    ):
+        report.longrepr = (str(Path(__file__).parent), None, report.longrepr[2])
+    return report
 
 
 @pytest.fixture
@@ -24,7 +44,7 @@ def go_binary() -> Path:
     except FileNotFoundError as exc:
         pytest.fail(str(exc))
     if path is None:
-        pytest.skip(f"{ENV_VAR} is unset: no Go Gorums peer to test against")
+        pytest.skip(NO_GO_PEER)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Metrics (SDK in-memory reader) and spans (in-memory exporter) that match the README."""
+"""Metrics and spans (SDK in-memory reader and exporter), as docs/how-to/observability.md lists."""
 
 from __future__ import annotations
 
