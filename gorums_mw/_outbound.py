@@ -30,7 +30,7 @@ from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
 from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._stream.framing import BatchFraming, Framing, PlainFraming
 from gorums_mw._stream.registry import HandlerRegistry
-from gorums_mw._telemetry import Telemetry
+from gorums_mw._telemetry import Telemetry, peer_attributes
 from gorums_mw._wire import (
     BATCHED_NODE_STREAM_PATH,
     GORUMS_ADDR_KEY,
@@ -277,7 +277,7 @@ class OutboundManager:
         while True:
             await self._linker.wait_to_dial(node.id)
             if not first:
-                self._telemetry.reconnects.add(1, node.metric_attributes)
+                self._telemetry.reconnects.add(1, peer_attributes(node.id))
             first = False
             known = self._forms.get(node.address) if self._batching else "plain"
             form: Form = known or "batched"

@@ -23,6 +23,8 @@ from gorums_mw._options import with_nodes
 from gorums_mw._settings import Backoff, Keepalive
 from gorums_mw._system import System
 
+__all__ = ["LocalReplicas", "free_ports"]
+
 Setup = Callable[[System], None]
 
 

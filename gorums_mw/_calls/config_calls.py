@@ -261,7 +261,8 @@ class ConfigurationCalls(Sequence[Node]):
             interceptors: wrap the call, as in ``quorum_call``.
 
         Raises:
-            ValueError, TypeError: as ``quorum_call`` (at once).
+            ValueError: as ``quorum_call`` (at once).
+            TypeError: as ``quorum_call`` (at once).
             RuntimeError: called outside the event loop of the streams.
         """
         self._require_started()
@@ -321,7 +322,8 @@ class ConfigurationCalls(Sequence[Node]):
             The IDs of the nodes it was sent to.
 
         Raises:
-            ValueError, TypeError: as ``quorum_call``.
+            ValueError: as ``quorum_call``.
+            TypeError: as ``quorum_call``.
             RuntimeError: called outside the event loop of the streams.
         """
         self._require_started()

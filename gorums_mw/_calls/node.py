@@ -22,7 +22,6 @@ from gorums_mw._telemetry import (
     SPAN_RPC,
     SPAN_UNICAST,
     Telemetry,
-    peer_attributes,
 )
 
 EWMA_WEIGHT: Final = 0.2
@@ -86,11 +85,6 @@ class Node:
     def last_error(self) -> CallError | None:
         """How the most recent call to the node failed; None if it succeeded."""
         return self._last_error
-
-    @property
-    def metric_attributes(self) -> dict[str, AttributeValue]:
-        """The attributes of this node's per-node metrics."""
-        return peer_attributes(self.id)
 
     def require_started(self) -> None:
         """Raise unless the ``System`` or manager whose streams reach this node runs.
@@ -181,8 +175,9 @@ class Node:
         Raises:
             CallError: the node sent an error, is not connected, or its
                 stream ended (``UNAVAILABLE``).
-            ValueError, TypeError, RuntimeError: as ``rpc`` (raised at the
-                first iteration).
+            ValueError: as ``rpc`` (raised at the first iteration).
+            TypeError: as ``rpc`` (raised at the first iteration).
+            RuntimeError: as ``rpc`` (raised at the first iteration).
         """
         self.require_started()
         spec = CallSpec.of(
@@ -212,7 +207,9 @@ class Node:
             buffer is full (the message is then dropped).
 
         Raises:
-            ValueError, TypeError, RuntimeError: as ``rpc``.
+            ValueError: as ``rpc``.
+            TypeError: as ``rpc``.
+            RuntimeError: as ``rpc``.
         """
         self.require_started()
         spec = CallSpec.of(method, request, None, kind="one_way", metadata=metadata)

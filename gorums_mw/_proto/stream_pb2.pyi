@@ -35,7 +35,9 @@ class Message(_message.Message):
     ENTRY_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     message_seq_no: _builtins.int
-    """Matches a reply to its request. 0 marks a one-way message (multicast)."""
+    """Matches a reply to its request. The end that accepted the stream sets bit
+    63 in the IDs it allocates; one-way messages get no reply (ID 0: one-way too).
+    """
     method: _builtins.str
     """The protobuf full name of the method, `pkg.Service.Method`."""
     payload: _builtins.bytes
