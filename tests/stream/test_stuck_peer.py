@@ -136,8 +136,9 @@ async def test_a_quorum_that_needs_the_stuck_peer_fails_at_its_timeout(cluster: 
     assert 0.9 < elapsed < 2.0
     assert sorted(info.value.replies) == [3, 4]
     assert info.value.errors[2].code == grpc.StatusCode.DEADLINE_EXCEEDED
-    await asyncio.sleep(0)  # the cancelled call's done callbacks run
-    assert cluster.stuck.sends_waiting == waiting  # the abandoned request never waits on
+    # The call's own request was given up at its deadline: it no longer waits for
+    # room (what fill() left waiting may have gone out meanwhile, never more waits).
+    assert cluster.stuck.sends_waiting <= waiting
 
 
 async def test_rpc_to_the_stuck_peer_keeps_its_timeout(cluster: Cluster) -> None:
