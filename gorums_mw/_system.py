@@ -315,4 +315,3 @@ class System:
     def _on_change(self, _: Configuration) -> None:
         if self._user_callback is not None:
             self._user_callback(self.config())
-

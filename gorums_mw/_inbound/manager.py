@@ -129,7 +129,7 @@ class InboundManager:
             self._my_id, self._known, telemetry, on_config_change, self._lifecycle
         )
         self._decisions = Decisions(telemetry, self._my_id)
-        self._caps = StreamCaps(self._limits, lambda: self._membership.client_count)
+        self._caps = StreamCaps(self._limits, self._membership.client_count)
         self._wiring = InboundWiring(
             self._membership,
             self._decisions,
@@ -351,10 +351,10 @@ class InboundManager:
         self._decisions.reject(claimed, peer_string, exc, size, trace_links(context))
 
     def _register(self, link: Link, context: object) -> Cleanup:
-        membership = self._membership
+        membership, decisions = self._membership, self._decisions
         links = trace_links(context)
-        link.cleanup = lambda: self._decisions.settle(membership.unregister(link), links)
-        self._decisions.settle(membership.register_inbound(link), links)
+        link.cleanup = lambda: decisions.settle(membership.unregister(link), links)
+        decisions.settle(membership.register_inbound(link), links)
         return link.cleanup
 
     def _register_client(self, context: CallContext, stream: Channel | None) -> Cleanup:
@@ -364,16 +364,16 @@ class InboundManager:
         except StreamLimitError as exc:
             self._reject("", peer_string, exc, context)
             raise
-        membership = self._membership
+        membership, decisions, wiring = self._membership, self._decisions, self._wiring
         links = trace_links(context)
 
         def make_link(peer: Peer) -> Link:
-            link = Link(peer, stream or self._wiring.endpoint(peer), context)
-            link.cleanup = lambda: self._decisions.settle(membership.unregister_client(link), links)
+            link = Link(peer, stream or wiring.endpoint(peer), context)
+            link.cleanup = lambda: decisions.settle(membership.unregister_client(link), links)
             return link
 
         link, outcome = membership.register_client(peer_string, make_link)
-        self._decisions.settle(outcome, links)
+        decisions.settle(outcome, links)
         return link.cleanup or noop
 
     def _readings(self) -> Iterator[tuple[str, int | float, dict[str, AttributeValue]]]:

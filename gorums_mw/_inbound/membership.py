@@ -114,7 +114,6 @@ class Membership:
         """How many peers are connected."""
         return len(self._connected)
 
-    @property
     def client_count(self) -> int:
         """How many client peers are connected (read without the lock)."""
         return len(self._clients)
