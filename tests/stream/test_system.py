@@ -286,3 +286,17 @@ async def test_higher_replica_survives_its_inbound_stream_closing() -> None:
 async def test_a_replica_whose_own_name_does_not_resolve_yet_still_constructs() -> None:
     nodes = with_nodes({1: "node-1.invalid:9001", 2: "node-2.invalid:9002"})
     assert System(1, nodes).address == "node-1.invalid:9001"
+
+
+async def test_stop_closes_the_manager() -> None:
+    """A stopped replica's manager is closed: its streams end and calls through
+    the configurations it gave out fail at once."""
+    async with LocalReplicas(2, setup_echo({})) as replicas:
+        await replicas.wait_full()
+        peers = replicas[1].manager.inbound_config()
+        await replicas[1].stop()
+        assert repr(replicas[1].manager) == "<InboundManager id=1 closed peers=[] clients=0>"
+        with pytest.raises(RuntimeError, match="InboundManager 1 was stopped"):
+            await peers.node(2).rpc(SAY, Request(), Reply, timeout=5)
+        with pytest.raises(RuntimeError, match="InboundManager 1 was stopped"):
+            await peers.quorum_call(SAY, Request(), Reply, timeout=5)
