@@ -380,3 +380,24 @@ async def test_close_ends_streams_and_stops_calls(spans: Spans) -> None:
         mgr.handle_stream(replica_context(3), FakeStream())
     mgr.close()  # idempotent
     assert len(spans.named(SPAN_UNREGISTER)) == 2
+
+
+def test_public_surface_is_what_users_call() -> None:
+    """The wiring a System needs is private (``wiring_of``), not manager methods."""
+    public = {name for name in dir(InboundManager) if not name.startswith("_")}
+    assert public == {
+        "client_config",
+        "close",
+        "handle_stream",
+        "identify",
+        "inbound_config",
+        "known_nodes",
+        "limits",
+        "lookup_node_id",
+        "my_id",
+        "peer",
+        "register_peer",
+        "stats",
+        "wait_for_clients",
+        "wait_for_config",
+    }
