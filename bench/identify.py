@@ -75,10 +75,11 @@ async def _probes() -> dict[str, Callable[[Context, bool], float]]:
     from gorums_mw._identity import claims as _claims
     from gorums_mw._identity import connection as _identity
     from gorums_mw._identity.address import parse_node_address
+    from gorums_mw._inbound.manager import wiring_of
 
     manager = InboundManager(1, with_nodes({1: "127.0.0.1:1", 2: CLAIM}))
     named = InboundManager(1, with_nodes({1: "127.0.0.1:1", 2: "localhost:7"}))
-    await named.address_book.resolve_all()
+    await wiring_of(named).address_book.resolve_all()
 
     def cold() -> None:
         _identity._parse_claim.cache_clear()

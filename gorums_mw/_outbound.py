@@ -50,11 +50,14 @@ _STABLE_SECONDS = 1.0
 
 
 class StreamLinker(Protocol):
-    """How an outbound stream joins a larger membership (``System`` passes its
-    ``InboundManager``'s tiebreak); by default each stream simply connects its node."""
+    """How an outbound stream joins a larger membership; by default each stream
+    simply connects its node. A ``System`` passes its ``InboundManager``'s
+    wiring, which consults the pair rule (of a pair's two streams, both
+    replicas use the one dialed by the lower ID)."""
 
     def attach(self, node: Node, endpoint: StreamEndpoint) -> Cleanup:
-        """Make ``endpoint`` carry calls to ``node``; return what undoes it."""
+        """Offer ``endpoint`` to carry calls to ``node``; return what undoes it
+        (a stream the membership does not use is retired)."""
         ...
 
     async def wait_to_dial(self, node_id: int) -> None:

@@ -18,15 +18,14 @@ from gorums_mw._calls.origin import Origin
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._identity.address import parse_node_address
 from gorums_mw._identity.peer import Peer
-from gorums_mw._identity.registrar import Cleanup
-from gorums_mw._inbound.manager import ConfigCallback, InboundManager, describe_condition
+from gorums_mw._inbound.manager import ConfigCallback, InboundManager, wiring_of
 from gorums_mw._inbound.service import add_node_stream_service
+from gorums_mw._inbound.waits import describe_condition
 from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._limits import ByteBudget, Limits
 from gorums_mw._options import InboundNodeOption, check_node_id, with_nodes
 from gorums_mw._outbound import OutboundManager
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
-from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._stream.local import LocalChannel
 from gorums_mw._stream.registry import HandlerRegistry
 from gorums_mw.interceptors._server import PeerIdentityInterceptor
@@ -142,11 +141,11 @@ class System:
             name_resolution=self._names,
         )
         """The InboundManager of this replica."""
-        self._self_node = Node(my_id, self._address, self.manager.telemetry, self._lifecycle)
+        self._wiring = wiring_of(self.manager)
+        telemetry = self._wiring.telemetry
+        self._self_node = Node(my_id, self._address, telemetry, self._lifecycle)
         self._origin = Origin(frozenset(nodes.nodes), (self._lifecycle,))
-        self._local = LocalChannel(
-            Peer(my_id, self._address, "local"), self.handlers, self.manager.telemetry
-        )
+        self._local = LocalChannel(Peer(my_id, self._address, "local"), self.handlers, telemetry)
         self._self_node.attach(self._local)
         peers = {nid: addr for nid, addr in nodes.nodes.items() if nid != my_id}
         self._dialer = (
@@ -162,7 +161,7 @@ class System:
                 credentials=channel_credentials,
                 tracer_provider=tracer_provider,
                 meter_provider=meter_provider,
-                linker=_TiebreakLinker(self),
+                linker=self._wiring,
                 name_resolution=self._names,
                 batching=batching,
             )
@@ -242,23 +241,23 @@ class System:
         Bounded: names that do not resolve yet are resolved later, when their
         replicas' claims arrive.
         """
-        book = self.manager.address_book
+        book = self._wiring.address_book
         if book.has_names:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_FIRST_RESOLUTION):
                     await book.resolve_all()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Close outbound streams, then stop the server (``grace`` seconds for calls in flight).
+        """Close outbound streams, stop the server (``grace`` seconds for calls in
+        flight), then close the manager.
 
         Safe to call more than once, and before ``start()``.
         """
-        if not self._lifecycle.stop():
-            return
-        if self._dialer is not None:
-            await self._dialer.stop()
-        self.manager.address_book.close()
-        await self.server.stop(grace)
+        if self._lifecycle.stop():
+            if self._dialer is not None:
+                await self._dialer.stop()
+            await self.server.stop(grace)
+        self.manager.close()
 
     async def __aenter__(self) -> System:
         await self.start()
@@ -280,7 +279,7 @@ class System:
             return cached[1]
         config = ordered_configuration(
             tuple(sorted((*peers, self._self_node), key=lambda node: node.id)),
-            self.manager.telemetry,
+            self._wiring.telemetry,
             self._node,
             self._origin,
         )
@@ -311,32 +310,8 @@ class System:
         """The handle of replica ``node_id``, this one included."""
         if node_id == self.id:
             return self._self_node
-        return self.manager.peer_node(node_id)
+        return self._wiring.node(node_id)
 
     def _on_change(self, _: Configuration) -> None:
         if self._user_callback is not None:
             self._user_callback(self.config())
-
-
-class _TiebreakLinker:
-    """Outbound streams of a replica join its ``InboundManager``, which keeps one
-    stream per pair: the one dialed by the lower ID."""
-
-    def __init__(self, system: System) -> None:
-        self._manager = system.manager
-
-    def attach(self, node: Node, endpoint: StreamEndpoint) -> Cleanup:
-        return self._manager.add_outbound(node.id, endpoint, endpoint.retire)
-
-    async def wait_to_dial(self, node_id: int) -> None:
-        """A higher-ID replica does not dial a lower one whose stream it already uses
-        (unless that peer keeps both streams of a pair, as Go Gorums does)."""
-        manager = self._manager
-        if manager.keeps_own_dialing(node_id):
-            return
-        inbound = manager.inbound_stream(node_id)
-        await manager.wait_for_config(
-            lambda _: (
-                manager.inbound_stream(node_id) is not inbound or manager.keeps_own_dialing(node_id)
-            )
-        )

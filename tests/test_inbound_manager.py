@@ -1,4 +1,4 @@
-"""InboundManager as a pure unit: registrations, configuration, tiebreak."""
+"""InboundManager as a pure unit: registrations, configuration, the pair rule, close."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from gorums_mw import (
     PeerAddressMismatchError,
     with_nodes,
 )
+from gorums_mw._inbound.manager import wiring_of
 from gorums_mw._inbound.membership import FIRST_CLIENT_ID
-from gorums_mw._stream.messages import SERVER_ID_BIT
 from gorums_mw._telemetry import SPAN_REGISTER, SPAN_TIEBREAK, SPAN_UNREGISTER
-from gorums_mw._wire import GORUMS_CLIENT_KEY
+from gorums_mw._wire import GORUMS_CLIENT_KEY, GORUMS_MW_KEY
+from tests import echo_pb2
 from tests.conftest import FakeContext, Spans
 
 NODES = {1: "127.0.0.1:9001", 2: "127.0.0.1:9002", 3: "127.0.0.1:9003", 4: "[::1]:9004"}
@@ -197,11 +198,11 @@ def test_symmetric_stream_tiebreaker(spans: Spans, inbound_first: bool) -> None:
     ctx12, ctx21 = object(), object()
 
     def dial_12() -> None:
-        low.add_outbound(2, s12_out, s12_out.close)
+        wiring_of(low).add_outbound(2, s12_out, s12_out.close)
         high.register_peer(1, NODES[1], s12_in, ctx12)
 
     def dial_21() -> None:
-        high.add_outbound(1, s21_out, s21_out.close)
+        wiring_of(high).add_outbound(1, s21_out, s21_out.close)
         low.register_peer(2, NODES[2], s21_in, ctx21)
 
     for step in (dial_21, dial_12) if inbound_first else (dial_12, dial_21):
@@ -223,33 +224,33 @@ def test_the_stream_a_tiebreak_closes_is_retired_not_unregistered(spans: Spans) 
     low = manager(1, tracer_provider=spans.provider)
     inbound, outbound = FakeStream(), FakeStream()
     cleanup = low.register_peer(2, NODES[2], inbound, object())  # 2 dialed first
-    low.add_outbound(2, outbound, outbound.close)  # then 1 dialed: its stream wins
+    wiring_of(low).add_outbound(2, outbound, outbound.close)  # then 1 dialed: its stream wins
     cleanup()  # 2 closed (retired) the stream it dialed
     assert low.inbound_config().ids == (2,) and low.inbound_config()[0].channel is outbound
     (unregister,) = spans.named(SPAN_UNREGISTER)
     assert unregister.attributes is not None
     assert unregister.attributes["gorums.decision"] == "retired"
     assert unregister.attributes["gorums.config.size"] == 1
-    cleanup_outbound = low.add_outbound(2, FakeStream(), FakeStream().close)
+    cleanup_outbound = wiring_of(low).add_outbound(2, FakeStream(), FakeStream().close)
     cleanup_outbound()
     assert low.inbound_config().ids == ()
 
 
-def test_a_peer_that_keeps_both_streams_keeps_ours(spans: Spans) -> None:
+async def test_a_peer_that_keeps_both_streams_keeps_ours(spans: Spans) -> None:
     """Go Gorums dials with gorums-node-id only and keeps both streams of a pair."""
     high = manager(2, tracer_provider=spans.provider)
     go_dialed, ours = FakeStream(), FakeStream()
     context = FakeContext("ipv4:127.0.0.1:5", [("gorums-node-id", "1")])
     assert high.handle_stream(context, go_dialed) is not None
-    high.add_outbound(1, ours, ours.close)
+    wiring_of(high).add_outbound(1, ours, ours.close)
     assert not ours.closed and not go_dialed.closed  # both kept
-    assert high.keeps_own_dialing(1)
+    await asyncio.wait_for(wiring_of(high).wait_to_dial(1), 5)  # and it keeps dialing
     decisions = [s.attributes["gorums.decision"] for s in spans.named(SPAN_TIEBREAK)]
     assert decisions == ["kept_both"]
 
 
 @pytest.mark.parametrize("inbound_first", [True, False])
-def test_peer_keeping_both_streams_is_called_over_ours(inbound_first: bool) -> None:
+async def test_peer_keeping_both_streams_is_called_over_ours(inbound_first: bool) -> None:
     """A Go Gorums peer (``gorums-node-id`` only) with a lower ID keeps both streams;
     we keep ours and call it over ours: Go serves a stream it accepted in order and
     knows the caller, a stream it dialed neither."""
@@ -257,7 +258,7 @@ def test_peer_keeping_both_streams_is_called_over_ours(inbound_first: bool) -> N
     ours, theirs = FakeStream(), FakeStream()
     go_context = FakeContext("ipv4:127.0.0.1:40000", (("gorums-node-id", "1"),))
     steps = [
-        lambda: mgr.add_outbound(1, ours, ours.close),
+        lambda: wiring_of(mgr).add_outbound(1, ours, ours.close),
         lambda: mgr.handle_stream(go_context, theirs),
     ]
     for step in reversed(steps) if inbound_first else steps:
@@ -265,8 +266,23 @@ def test_peer_keeping_both_streams_is_called_over_ours(inbound_first: bool) -> N
     assert mgr.inbound_config().ids == (1,)
     assert mgr.inbound_config()[0].channel is ours
     assert not ours.closed and not theirs.closed
-    assert mgr.keeps_own_dialing(1)
+    await asyncio.wait_for(wiring_of(mgr).wait_to_dial(1), 5)
     assert mgr.stats().inbound == (1,) and mgr.stats().outbound == (1,)
+
+
+async def test_the_higher_id_dials_again_only_once_the_lower_ids_stream_ends() -> None:
+    """The dialer consults the pair rule: a gorums-mw peer with a lower ID
+    connects the pair over its stream, so the higher ID waits while that is up."""
+    high, low = manager(2), manager(1)
+    marked = FakeContext("ipv4:127.0.0.1:1", (("gorums-addr", NODES[1]), (GORUMS_MW_KEY, "1")))
+    assert high.handle_stream(marked, FakeStream()) is not None
+    waiting = asyncio.create_task(wiring_of(high).wait_to_dial(1))
+    await asyncio.wait_for(wiring_of(low).wait_to_dial(2), 5)  # the lower ID dials at once
+    high.register_peer(1, NODES[1], FakeStream(), object())  # a reconnect: still waiting
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    high.close()  # ends the peer's streams
+    await asyncio.wait_for(waiting, 5)
 
 
 def test_reconnect_replaces_inbound_even_for_lower_peer() -> None:
@@ -278,13 +294,6 @@ def test_reconnect_replaces_inbound_even_for_lower_peer() -> None:
     cleanup_first()
     assert mgr.inbound_config().ids == (1,)
     assert mgr.inbound_config()[0].channel is second
-
-
-def test_message_ids_never_collide_with_peer_ids() -> None:
-    mgr = manager()
-    ids = [mgr.next_message_id() for _ in range(1000)]
-    assert len(set(ids)) == 1000
-    assert all(i & SERVER_ID_BIT for i in ids)
 
 
 async def test_wait_for_config_wakes_on_change_from_another_thread() -> None:
@@ -344,3 +353,51 @@ def test_snapshots_are_immutable_while_held() -> None:
     del held, newer  # no snapshot alive: changes need no copy, and stay correct
     mgr.register_peer(3, NODES[3], FakeStream(), object())
     assert mgr.inbound_config().ids == (2, 3, 4)
+
+
+async def test_close_ends_streams_and_stops_calls(spans: Spans) -> None:
+    mgr = manager(tracer_provider=spans.provider)
+    peer_stream, client_stream = FakeStream(), FakeStream()
+    mgr.register_peer(2, NODES[2], peer_stream, object())
+    mgr.handle_stream(FakeContext("ipv4:10.0.0.1:1", ((GORUMS_CLIENT_KEY, "1"),)), client_stream)
+    held, clients = mgr.inbound_config(), mgr.client_config()
+    mgr.close()
+    assert peer_stream.closed and client_stream.closed
+    assert mgr.inbound_config().ids == () and mgr.client_config().ids == ()
+    assert repr(mgr) == "<InboundManager id=1 closed peers=[] clients=0>"
+    decisions = [s.attributes["gorums.decision"] for s in spans.named(SPAN_UNREGISTER)]
+    assert decisions == ["unregistered", "unregistered"]
+    request, reply = echo_pb2.EchoRequest(), echo_pb2.EchoReply
+    with pytest.raises(RuntimeError, match="InboundManager 1 was stopped"):
+        await held.quorum_call("echo.Echo.Say", request, reply, timeout=1)
+    with pytest.raises(RuntimeError, match="InboundManager 1 was stopped"):
+        await clients.quorum_call("echo.Echo.Say", request, reply, timeout=1)
+    with pytest.raises(RuntimeError, match="InboundManager 1 was stopped"):
+        await held.node(2).rpc("echo.Echo.Say", request, reply, timeout=1)
+    with pytest.raises(RuntimeError, match="InboundManager 1 was stopped"):
+        mgr.register_peer(3, NODES[3], FakeStream(), object())
+    with pytest.raises(RuntimeError, match="InboundManager 1 was stopped"):
+        mgr.handle_stream(replica_context(3), FakeStream())
+    mgr.close()  # idempotent
+    assert len(spans.named(SPAN_UNREGISTER)) == 2
+
+
+def test_public_surface_is_what_users_call() -> None:
+    """The wiring a System needs is private (``wiring_of``), not manager methods."""
+    public = {name for name in dir(InboundManager) if not name.startswith("_")}
+    assert public == {
+        "client_config",
+        "close",
+        "handle_stream",
+        "identify",
+        "inbound_config",
+        "known_nodes",
+        "limits",
+        "lookup_node_id",
+        "my_id",
+        "peer",
+        "register_peer",
+        "stats",
+        "wait_for_clients",
+        "wait_for_config",
+    }

@@ -125,6 +125,7 @@ async def main() -> None:
     for channel in channels:
         await channel.close(None)
     await server.stop(None)
+    manager.close()
     provider.shutdown()
 
 

@@ -93,6 +93,7 @@ async def run(count: int) -> int:
         return 0 if len(replies) >= quorum else 1
     finally:
         await server.stop(None)
+        manager.close()
         for each in clients:
             await each.stop()
 

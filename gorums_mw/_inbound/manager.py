@@ -2,25 +2,21 @@
 
 A facade over small parts: the ``AddressBook`` (configured nodes and their
 current IPs), the ``Identifier`` (claim → verified ``Peer``), the
-``Membership`` (streams, tiebreak, snapshots, waiters) and the telemetry
-of its decisions.
+``Membership`` (streams, the pair rule, snapshots, waiters), the
+``StreamCaps`` and the ``Decisions`` it records. What a ``System`` and the
+NodeStream service need beyond the public surface is its ``InboundWiring``
+(``wiring_of``).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import NoReturn
+from collections.abc import Callable, Iterator
 
-from opentelemetry import metrics, propagate, trace
-from opentelemetry.trace import StatusCode
+from opentelemetry import metrics, trace
 from opentelemetry.util.types import AttributeValue
 
 from gorums_mw import _telemetry as t
 from gorums_mw._calls.configuration import Configuration
-from gorums_mw._calls.node import Node
-from gorums_mw._calls.origin import Origin
 from gorums_mw._errors import ConfigurationError, StreamLimitError
 from gorums_mw._identity.address import parse_node_address
 from gorums_mw._identity.address_book import AddressBook
@@ -29,35 +25,20 @@ from gorums_mw._identity.connection import CallContext
 from gorums_mw._identity.identifier import Identifier
 from gorums_mw._identity.peer import EXTERNAL_ID, Peer, current_peer
 from gorums_mw._identity.registrar import Cleanup
-from gorums_mw._inbound.membership import ConfigCallback, Link, Membership, Outcome, noop
+from gorums_mw._inbound.caps import StreamCaps
+from gorums_mw._inbound.decisions import Decisions, trace_links
+from gorums_mw._inbound.membership import ConfigCallback, Link, Membership, MembershipStats, noop
+from gorums_mw._inbound.waits import wait_until
+from gorums_mw._inbound.wiring import InboundWiring
+from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._limits import ByteBudget, Limits
 from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
 from gorums_mw._settings import NameResolution, setting
 from gorums_mw._stream.channel import Channel
-from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._stream.messages import message_ids
 from gorums_mw._stream.registry import HandlerRegistry
 
-__all__ = ["ConfigCallback", "InboundManager", "describe_condition"]
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerStats:
-    """What an ``InboundManager`` holds now, for tests, ``repr`` and metrics.
-
-    Attributes:
-        peers: IDs of the connected peers.
-        inbound: IDs of the peers with a registered inbound stream.
-        outbound: IDs of the peers with an outbound stream offered by a dialer.
-        clients: connected client peers.
-        registrations: registered streams (inbound peers and clients).
-    """
-
-    peers: tuple[int, ...]
-    inbound: tuple[int, ...]
-    outbound: tuple[int, ...]
-    clients: int
-    registrations: int
+__all__ = ["ConfigCallback", "InboundManager", "wiring_of"]
 
 
 class InboundManager:
@@ -72,6 +53,8 @@ class InboundManager:
 
         manager = InboundManager(1, with_nodes({1: "127.0.0.1:9001", 2: "127.0.0.1:9002"}))
         server = grpc.aio.server(interceptors=[PeerIdentityInterceptor(manager)])
+        ...
+        manager.close()
     """
 
     def __init__(
@@ -134,28 +117,39 @@ class InboundManager:
             )
         self._known = dict(nodes.nodes)
         self._limits = setting(limits, Limits, "limits")
-        self._budget = budget if budget is not None else ByteBudget(self._limits.total_buffer)
-        self._handlers = handlers
-        self._telemetry = t.Telemetry(tracer_provider, meter_provider, self._my_id)
-        self._trace_requests = trace_requests
+        self._lifecycle = Lifecycle(f"InboundManager {my_id}")
+        self._lifecycle.start()
+        telemetry = t.Telemetry(tracer_provider, meter_provider, self._my_id)
         self._book = AddressBook(
             {node_id: parse_node_address(addr) for node_id, addr in self._known.items()},
             setting(name_resolution, NameResolution, "name_resolution"),
         )
         self._identifier = Identifier(self._book, require_certificate=require_certificate)
-        peers = {node_id: addr for node_id, addr in self._known.items() if node_id != my_id}
         self._membership = Membership(
-            self._my_id, peers, self._telemetry, on_config_change, Origin(frozenset(self._known))
+            self._my_id, self._known, telemetry, on_config_change, self._lifecycle
         )
-        self._message_ids = message_ids(accepted=True)
-        self._unconfigured: dict[object, Cleanup] = {}
-        """External callers' streams, each holding a place under ``Limits.max_streams``."""
-        self._telemetry.watch(self._readings)
+        self._decisions = Decisions(telemetry, self._my_id)
+        self._caps = StreamCaps(self._limits, self._membership.client_count)
+        self._wiring = InboundWiring(
+            self._membership,
+            self._decisions,
+            self._caps,
+            self._book,
+            telemetry,
+            handlers=handlers,
+            limits=self._limits,
+            budget=budget if budget is not None else ByteBudget(self._limits.total_buffer),
+            ids=message_ids(accepted=True),
+            trace_requests=trace_requests,
+        )
+        telemetry.watch(self._readings)
 
     def __repr__(self) -> str:
         stats = self.stats()
+        closed = " closed" if self._lifecycle.state == "stopped" else ""
         return (
-            f"<InboundManager id={self._my_id} peers={list(stats.peers)} clients={stats.clients}>"
+            f"<InboundManager id={self._my_id}{closed} peers={list(stats.peers)}"
+            f" clients={stats.clients}>"
         )
 
     @property
@@ -174,32 +168,24 @@ class InboundManager:
         ``limits.grpc_options()`` so grpc enforces the same message size."""
         return self._limits
 
-    @property
-    def handlers(self) -> HandlerRegistry | None:
-        """The handlers serving requests that peers send over their streams."""
-        return self._handlers
+    def stats(self) -> MembershipStats:
+        """What the manager holds now: connected peers, their inbound and outbound
+        streams, client peers, registrations."""
+        return self._membership.stats()
 
-    @property
-    def telemetry(self) -> t.Telemetry:
-        """The tracer and instruments this manager and its configurations use."""
-        return self._telemetry
+    def close(self) -> None:
+        """Stop: end the registered streams and the address book's background
+        refreshes; calls through its configurations and nodes raise
+        ``RuntimeError`` from now on, and new streams are refused.
 
-    @property
-    def address_book(self) -> AddressBook:
-        """The configured nodes and the IPs each has now."""
-        return self._book
-
-    def stats(self) -> ManagerStats:
-        """What the manager holds now: connected peers, client peers, registrations."""
-        membership = self._membership
-        with membership.lock:
-            return ManagerStats(
-                tuple(membership.connected_ids),
-                tuple(sorted(membership.inbound_ids)),
-                tuple(sorted(membership.outbound_ids)),
-                len(membership.clients),
-                len(membership.by_context),
-            )
+        Safe to call more than once. Stop the server as well (a ``System``
+        does both).
+        """
+        if not self._lifecycle.stop():
+            return
+        self._book.close()
+        for cleanup in self._membership.cleanups():
+            cleanup()
 
     def inbound_config(self) -> Configuration:
         """The live configuration of connected known peers, ID-sorted.
@@ -211,10 +197,6 @@ class InboundManager:
         """
         return self._membership.config()
 
-    def peer_node(self, node_id: int) -> Node | None:
-        """The handle of known peer ``node_id``, connected or not (None if unknown)."""
-        return self._membership.node(node_id)
-
     def client_config(self) -> Configuration:
         """The configuration of connected client peers (see ``GORUMS_CLIENT_KEY``)."""
         return self._membership.client_config()
@@ -222,10 +204,6 @@ class InboundManager:
     def lookup_node_id(self, addr: str) -> int | None:
         """The ID of the known node at ``addr`` (its configured name or IP, and port), or None."""
         return self._book.node_of(addr)
-
-    def next_message_id(self) -> int:
-        """A fresh ID for a server-initiated message; never one a dialing peer uses."""
-        return next(self._message_ids)
 
     def identify(self, context: CallContext, claim: Claim) -> Peer:
         """Verify ``claim`` against the call's connection.
@@ -243,7 +221,7 @@ class InboundManager:
         try:
             return self._identifier.identify(peer_string, claim, context)
         except Exception as exc:
-            self._record_reject(claimed_text(claim), peer_string, exc, _links(context))
+            self._reject(claimed_text(claim), peer_string, exc, context)
             raise
 
     def peer(self, context: object) -> Peer:
@@ -253,7 +231,7 @@ class InboundManager:
         otherwise the peer the interceptor bound to this call is returned,
         and without an interceptor the context's metadata is checked.
         """
-        link = self._membership.by_context.get(context)
+        link = self._membership.link_of(context)
         if link is not None:
             return link.peer
         bound = current_peer()
@@ -289,10 +267,12 @@ class InboundManager:
             InvalidAddressError: the claim is malformed or inconsistent.
             PeerAddressMismatchError: the connection's IP is not the node's.
             PeerCertificateError: as ``identify``.
+            RuntimeError: the manager is closed.
         """
-        existing = self._membership.by_context.get(context)
+        existing = self._membership.link_of(context)
         if existing is not None:
             return existing.cleanup
+        self._lifecycle.require_started()
         done = getattr(context, "done", None)
         if callable(done) and done():
             return None  # the caller gave up before its handler started
@@ -300,23 +280,14 @@ class InboundManager:
         if claim is None:
             return None
         if isinstance(claim, ClientClaim):
-            self._check_room(context, client=True)
-            return self._register_client(context.peer() or "", stream, context, _links(context))
+            return self._register_client(context, stream)
         peer = self.identify(context, claim)
         if peer.id == EXTERNAL_ID or peer.id == self._my_id:
             return None
         link = Link(
-            peer,
-            stream or self.endpoint(peer),
-            context,
-            follows_tiebreak=claim.gorums_mw,
+            peer, stream or self._wiring.endpoint(peer), context, follows_rule=claim.gorums_mw
         )
-        return self._register(link, _links(context))
-
-    def stream_of(self, context: object) -> Channel | None:
-        """The stream registered for ``context``, if any."""
-        link = self._membership.by_context.get(context)
-        return link.stream if link is not None else None
+        return self._register(link, context)
 
     def register_peer(
         self,
@@ -337,46 +308,12 @@ class InboundManager:
 
         Raises:
             KeyError: ``node_id`` is not a known peer.
+            RuntimeError: the manager is closed.
         """
-        self._check_peer(node_id)
-        return self._register(Link(peer or Peer(node_id, addr, ""), stream, context))
-
-    def add_outbound(self, node_id: int, stream: Channel, close: Callable[[], None]) -> Cleanup:
-        """Offer an outbound stream to a known peer for the tiebreak.
-
-        Of a pair's two streams, both sides use the one dialed by the lower
-        ID. If this node has the higher ID and the peer's inbound stream is
-        registered, ``close`` is called at once (now or when that inbound
-        stream arrives); otherwise the outbound stream connects the peer. A
-        peer that keeps both streams (Go Gorums) keeps ours too, and is
-        called over ours while it is up.
-
-        Returns:
-            The function to call when the outbound stream ends.
-
-        Raises:
-            KeyError: ``node_id`` is not a known peer.
-        """
-        self._check_peer(node_id)
-        address = self._known[node_id]
-        link = Link(Peer(node_id, address, address), stream, close=close)
-        outcome, kept = self._membership.add_outbound(link)
-        self._apply(outcome)
-        if not kept:
-            close()
-            return noop
-        return lambda: self._membership.remove_outbound(link)
-
-    def inbound_stream(self, node_id: int) -> Channel | None:
-        """The registered inbound stream of ``node_id``, if any."""
-        link = self._membership.inbound_stream(node_id)
-        return link.stream if link is not None else None
-
-    def keeps_own_dialing(self, node_id: int) -> bool:
-        """Whether this node must keep dialing ``node_id`` although it dialed us:
-        the lower ID does, and so does everyone with a peer that keeps both streams."""
-        link = self._membership.inbound_stream(node_id)
-        return link is None or not self._membership.loses_tiebreak(link)
+        if node_id not in self._known or node_id == self._my_id:
+            raise KeyError(f"node {node_id} is not a known peer (known: {sorted(self._known)})")
+        self._lifecycle.require_started()
+        return self._register(Link(peer or Peer(node_id, addr, ""), stream, context), context)
 
     async def wait_for_config(
         self, cond: Callable[[Configuration], bool], timeout: float | None = None
@@ -390,7 +327,7 @@ class InboundManager:
             TimeoutError: ``timeout`` seconds passed first; it names ``cond``
                 and the configuration.
         """
-        return await self._wait(self.inbound_config, cond, timeout)
+        return await wait_until(self._membership, self.inbound_config, cond, timeout)
 
     async def wait_for_clients(
         self, cond: Callable[[Configuration], bool], timeout: float | None = None
@@ -400,189 +337,55 @@ class InboundManager:
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
         """
-        return await self._wait(self.client_config, cond, timeout)
-
-    def endpoint(self, peer: Peer) -> StreamEndpoint:
-        """A NodeStream endpoint for an inbound stream of ``peer``."""
-        return StreamEndpoint(
-            peer,
-            self._handlers,
-            accepted=True,
-            limits=self._limits,
-            budget=self._budget,
-            ids=self._message_ids,
-            telemetry=self._telemetry,
-            trace_requests=self._trace_requests,
-        )
-
-    async def _wait(
-        self,
-        current: Callable[[], Configuration],
-        cond: Callable[[Configuration], bool],
-        timeout: float | None,
-    ) -> Configuration:
-        loop = asyncio.get_running_loop()
-        membership = self._membership
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    entry = (loop, loop.create_future())
-                    with membership.lock:
-                        config = current()
-                        if cond(config):
-                            return config
-                        membership.add_waiter(entry)
-                    try:
-                        await entry[1]
-                    finally:
-                        membership.remove_waiter(entry)
-        except TimeoutError:
-            raise TimeoutError(
-                f"waited {timeout} s for {describe_condition(cond)}; the configuration was"
-                f" {current()!r}"
-            ) from None
+        return await wait_until(self._membership, self.client_config, cond, timeout)
 
     def _parse(self, context: CallContext) -> Claim | None:
         try:
             return parse_claim(context.invocation_metadata() or ())
         except Exception as exc:
-            self._record_reject("", context.peer() or "", exc, _links(context))
+            self._reject("", context.peer() or "", exc, context)
             raise
 
-    def _check_room(self, context: CallContext, *, client: bool) -> None:
-        """Refuse one more unconfigured caller's stream when a cap of ``Limits`` is reached."""
-        with self._membership.lock:
-            error = self._no_room(client=client)
-        if error is not None:
-            self._refuse(context, error)
+    def _reject(self, claimed: str, peer_string: str, exc: Exception, context: object) -> None:
+        size = self._membership.size
+        self._decisions.reject(claimed, peer_string, exc, size, trace_links(context))
 
-    def admit_external(self, context: CallContext) -> Cleanup:
-        """Hold a place under ``Limits.max_streams`` for an external caller's
-        NodeStream (the NodeStream service calls it); return what frees it.
-
-        Raises:
-            StreamLimitError: the cap is reached.
-        """
-
-        def leave() -> None:
-            with self._membership.lock:
-                self._unconfigured.pop(context, None)
-
-        with self._membership.lock:
-            error = self._no_room(client=False)
-            if error is None:
-                self._unconfigured[context] = leave
-                return leave
-        self._refuse(context, error)
-
-    def _no_room(self, *, client: bool) -> StreamLimitError | None:
-        """The cap one more client peer (or external caller) would pass; call with the lock."""
-        limits = self._limits
-        clients = len(self._membership.clients)
-        if client and clients >= limits.max_client_peers:
-            return StreamLimitError("max_client_peers", limits.max_client_peers)
-        if clients + len(self._unconfigured) >= limits.max_streams:
-            return StreamLimitError("max_streams", limits.max_streams)
-        return None
-
-    def _refuse(self, context: CallContext, error: StreamLimitError) -> NoReturn:
-        self._record_reject("", context.peer() or "", error, _links(context))
-        raise error
-
-    def _check_peer(self, node_id: int) -> None:
-        if node_id not in self._known or node_id == self._my_id:
-            raise KeyError(f"node {node_id} is not a known peer (known: {sorted(self._known)})")
-
-    def _register(self, link: Link, links: Sequence[trace.Link] = ()) -> Cleanup:
-        membership = self._membership
-        link.cleanup = lambda: self._apply(membership.unregister(link), links)
-        self._apply(membership.register_inbound(link), links)
+    def _register(self, link: Link, context: object) -> Cleanup:
+        membership, decisions = self._membership, self._decisions
+        links = trace_links(context)
+        link.cleanup = lambda: decisions.settle(membership.unregister(link), links)
+        decisions.settle(membership.register_inbound(link), links)
         return link.cleanup
 
-    def _register_client(
-        self,
-        peer_string: str,
-        stream: Channel | None,
-        context: object,
-        links: Sequence[trace.Link],
-    ) -> Cleanup:
-        membership = self._membership
+    def _register_client(self, context: CallContext, stream: Channel | None) -> Cleanup:
+        peer_string = context.peer() or ""
+        try:
+            self._caps.check_client()
+        except StreamLimitError as exc:
+            self._reject("", peer_string, exc, context)
+            raise
+        membership, decisions, wiring = self._membership, self._decisions, self._wiring
+        links = trace_links(context)
 
         def make_link(peer: Peer) -> Link:
-            link = Link(peer, stream or self.endpoint(peer), context)
-            link.cleanup = lambda: self._apply(membership.unregister_client(link), links)
+            link = Link(peer, stream or wiring.endpoint(peer), context)
+            link.cleanup = lambda: decisions.settle(membership.unregister_client(link), links)
             return link
 
         link, outcome = membership.register_client(peer_string, make_link)
-        self._apply(outcome, links)
+        decisions.settle(outcome, links)
         return link.cleanup or noop
-
-    def _apply(self, outcome: Outcome, links: Sequence[trace.Link] = ()) -> None:
-        """Record an outcome's decisions, then close what it retired."""
-        telemetry = self._telemetry
-        for name, peer, decision in outcome.decisions:
-            if name == t.SPAN_REGISTER:
-                telemetry.registrations.add(1, {t.ATTR_NODE_ID: self._my_id})
-            elif name == t.SPAN_TIEBREAK:
-                telemetry.tiebreaks.add(1, {t.ATTR_NODE_ID: self._my_id, t.ATTR_DECISION: decision})
-            span = telemetry.decision(name, links)
-            if span.is_recording():
-                span.set_attributes(self._attributes(peer, decision, outcome.size))
-            span.end()
-        for close in outcome.close:
-            close()
-
-    def _record_reject(
-        self, claimed: str, peer: str, exc: Exception, links: Sequence[trace.Link]
-    ) -> None:
-        error_type = type(exc).__name__
-        self._telemetry.rejections.add(1, {t.ATTR_NODE_ID: self._my_id, t.ERROR_TYPE: error_type})
-        span = self._telemetry.decision(t.SPAN_REJECT, links)
-        if span.is_recording():
-            size = len(self._membership.connected_ids)
-            rejected = Peer(EXTERNAL_ID, claimed, peer)
-            span.set_attributes(self._attributes(rejected, t.DECISION_REJECTED, size))
-            span.set_attribute(t.ATTR_REASON, str(exc))
-            span.set_attribute(t.ERROR_TYPE, error_type)
-            span.set_status(StatusCode.ERROR, str(exc))
-        span.end()
 
     def _readings(self) -> Iterator[tuple[str, int | float, dict[str, AttributeValue]]]:
         """This node's gauge readings: configuration size, clients, buffered bytes."""
-        membership = self._membership
         attributes: dict[str, AttributeValue] = {t.ATTR_NODE_ID: self._my_id}
-        with membership.lock:
-            streams = [link.stream for link in membership.by_context.values()]
-            yield t.METRIC_CONFIG_SIZE, len(membership.connected_ids), attributes
-            yield t.METRIC_CLIENTS, len(membership.clients), attributes
+        stats = self._membership.stats()
+        yield t.METRIC_CONFIG_SIZE, len(stats.peers), attributes
+        yield t.METRIC_CLIENTS, stats.clients, attributes
+        streams = self._membership.streams()
         yield t.METRIC_BUFFERED, sum(getattr(s, "buffered", 0) for s in streams), attributes
 
-    def _attributes(self, peer: Peer, decision: str, size: int) -> dict[str, AttributeValue]:
-        return {
-            t.ATTR_NODE_ID: self._my_id,
-            t.ATTR_PEER_ID: peer.id,
-            t.ATTR_CLAIMED_ADDRESS: peer.address,
-            t.ATTR_REAL_ADDRESS: peer.real_address,
-            t.ATTR_DECISION: decision,
-            t.ATTR_CONFIG_SIZE: size,
-        }
 
-
-def describe_condition(cond: Callable[..., object]) -> str:
-    """A condition's name for an error message (``<lambda> at file:line`` for a lambda)."""
-    code = getattr(cond, "__code__", None)
-    name = getattr(cond, "__qualname__", None) or repr(cond)
-    if code is not None and name.endswith("<lambda>"):
-        return f"the condition {name} at {code.co_filename}:{code.co_firstlineno}"
-    return f"the condition {name}"
-
-
-def _links(context: object) -> list[trace.Link]:
-    """A link to the trace the caller's metadata carries (``traceparent``), if any."""
-    metadata = getattr(context, "invocation_metadata", None)
-    entries: Iterable[tuple[str, object]] = (metadata() or ()) if callable(metadata) else ()
-    carrier = {key: value for key, value in entries if isinstance(value, str)}
-    if "traceparent" not in carrier:
-        return []
-    span_context = trace.get_current_span(propagate.extract(carrier)).get_span_context()
-    return [trace.Link(span_context)] if span_context.is_valid else []
+def wiring_of(manager: InboundManager) -> InboundWiring:
+    """The wiring of ``manager``, for the ``System`` and the NodeStream service it serves."""
+    return manager._wiring

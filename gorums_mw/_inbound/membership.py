@@ -1,19 +1,13 @@
-"""Membership: which stream connects each peer, the tiebreak, snapshots and waiters.
+"""Membership: which stream connects each peer, snapshots and waiters.
 
 No grpc and no telemetry here: each change returns an ``Outcome`` that
-says what was decided and which streams to close; the caller records and
-closes them outside the lock.
+says what was decided and which streams to close; the caller settles it
+(records and closes) outside the lock.
 
-The tiebreak: when replicas A and B dial each other, both use the stream
-dialed by the lower ID. The lower ID keeps its outbound stream; the higher
-ID closes (retires) its own. A peer that does not follow this rule (Go
-Gorums keeps both streams of a pair, and its configurations count only the
-peers that dialed it) keeps both: its inbound stream is never the reason
-to close our outbound one, and our calls to it go over our outbound stream
-while that is up (Go serves a stream it accepted in order and knows who
-sends on it; requests on a stream it dialed come with no caller and are
-served concurrently). A new inbound stream of a peer always replaces the
-earlier one (a reconnect, never a tiebreak).
+When a peer has both an inbound and an outbound stream, the ``PairRule``
+decides which one carries its calls and whether the outbound one closes.
+A new inbound stream of a peer always replaces the earlier one (a
+reconnect, never a pair decision).
 """
 
 from __future__ import annotations
@@ -24,7 +18,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gorums_mw import _telemetry as t
 from gorums_mw._calls.configuration import Configuration, ordered_configuration
@@ -32,6 +26,9 @@ from gorums_mw._calls.node import Node
 from gorums_mw._calls.origin import Origin
 from gorums_mw._identity.peer import MAX_NODE_ID, Peer
 from gorums_mw._identity.registrar import Cleanup
+from gorums_mw._inbound.decisions import Outcome
+from gorums_mw._inbound.pair_rule import PairRule
+from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._stream.channel import Channel
 from gorums_mw._telemetry import Telemetry
 
@@ -39,6 +36,8 @@ FIRST_CLIENT_ID = MAX_NODE_ID + 1
 """Client peers get IDs from here up, never colliding with configured IDs."""
 
 ConfigCallback = Callable[[Configuration], None]
+
+Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
 
 
 @dataclass(slots=True, eq=False)
@@ -50,18 +49,27 @@ class Link:
     context: object | None = None
     close: Callable[[], None] | None = None
     cleanup: Cleanup | None = None
-    follows_tiebreak: bool = True
-    """Whether the peer closes its own outbound stream when it has the higher ID
-    (gorums-mw peers do; Go Gorums keeps both streams)."""
+    follows_rule: bool = True
+    """Whether the peer follows the pair rule (gorums-mw peers do; Go Gorums keeps both streams)."""
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What one change decided: spans to record, streams to close."""
+@dataclass(frozen=True, slots=True)
+class MembershipStats:
+    """What a membership holds now, for tests, ``repr`` and metrics.
 
-    decisions: list[tuple[str, Peer, str]] = field(default_factory=list)
-    close: list[Callable[[], None]] = field(default_factory=list)
-    size: int = 0
+    Attributes:
+        peers: IDs of the connected peers, ascending.
+        inbound: IDs of the peers with a registered inbound stream, ascending.
+        outbound: IDs of the peers with an outbound stream offered by a dialer, ascending.
+        clients: connected client peers.
+        registrations: registered streams (inbound peers and clients).
+    """
+
+    peers: tuple[int, ...]
+    inbound: tuple[int, ...]
+    outbound: tuple[int, ...]
+    clients: int
+    registrations: int
 
 
 class Membership:
@@ -69,52 +77,74 @@ class Membership:
 
     Thread-safe: every change happens under one lock, and ``on_change``
     runs under it (so callbacks arrive in order; they may call back in).
+    Its nodes and configurations belong to ``owner``: calls through them
+    raise once it stops.
     """
 
     def __init__(
         self,
         my_id: int,
-        known: dict[int, str],
+        nodes: dict[int, str],
         telemetry: Telemetry,
         on_change: ConfigCallback | None,
-        origin: Origin,
+        owner: Lifecycle,
     ) -> None:
-        self.my_id = my_id
-        self._origin = origin
-        self.lock = threading.RLock()
+        self._my_id = my_id
+        self._owner = owner
+        self._origin = Origin(frozenset(nodes), (owner,))
+        self._lock = threading.RLock()
         self._telemetry = telemetry
         self._on_change = on_change
-        self._nodes = {node_id: Node(node_id, addr, telemetry) for node_id, addr in known.items()}
+        self._nodes = {
+            node_id: Node(node_id, addr, telemetry, owner)
+            for node_id, addr in nodes.items()
+            if node_id != my_id
+        }
         self._inbound: dict[int, Link] = {}
         self._outbound: dict[int, Link] = {}
-        self.by_context: dict[object, Link] = {}
+        self._by_context: dict[object, Link] = {}
         self._connected: list[Node] = []
         self._snapshot: weakref.ref[Configuration] | None = None
-        self.clients: dict[int, Node] = {}
+        self._clients: dict[int, Node] = {}
         self._client_ids = itertools.count(FIRST_CLIENT_ID)
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters: list[Waiter] = []
 
     @property
-    def connected_ids(self) -> list[int]:
-        """IDs of the connected peers, ascending."""
-        return [node.id for node in self._connected]
+    def size(self) -> int:
+        """How many peers are connected."""
+        return len(self._connected)
 
-    @property
-    def inbound_ids(self) -> list[int]:
-        """IDs of the peers with a registered inbound stream."""
-        return list(self._inbound)
+    def client_count(self) -> int:
+        """How many client peers are connected (read without the lock)."""
+        return len(self._clients)
 
-    @property
-    def outbound_ids(self) -> list[int]:
-        """IDs of the peers with an outbound stream."""
-        return list(self._outbound)
+    def stats(self) -> MembershipStats:
+        """What this membership holds now."""
+        with self._lock:
+            return MembershipStats(
+                tuple(node.id for node in self._connected),
+                tuple(sorted(self._inbound)),
+                tuple(sorted(self._outbound)),
+                len(self._clients),
+                len(self._by_context),
+            )
+
+    def streams(self) -> list[Channel]:
+        """The registered streams (inbound peers and clients)."""
+        with self._lock:
+            return [link.stream for link in self._by_context.values()]
+
+    def cleanups(self) -> list[Cleanup]:
+        """The cleanups of the registered streams (each unregisters and closes its stream)."""
+        with self._lock:
+            return [link.cleanup for link in self._by_context.values() if link.cleanup is not None]
 
     def config(self) -> Configuration:
         """The connected peers: an immutable snapshot, shared until the next change."""
         ref = self._snapshot
         snapshot = ref() if ref is not None else None
         if snapshot is None:
-            with self.lock:
+            with self._lock:
                 ref = self._snapshot
                 snapshot = ref() if ref is not None else None
                 if snapshot is None:
@@ -127,30 +157,44 @@ class Membership:
         return snapshot
 
     def client_config(self) -> Configuration:
-        """The connected client peers."""
-        with self.lock:
+        """The connected client peers (no set configures them: their quorums count them)."""
+        with self._lock:
+            clients = self._clients
+            origin = Origin(frozenset(clients), (self._owner,))
             return ordered_configuration(
-                tuple(self.clients.values()), self._telemetry, self.clients.get
+                tuple(clients.values()), self._telemetry, clients.get, origin
             )
 
     def node(self, node_id: int) -> Node | None:
         """The handle of known peer ``node_id`` (connected or not)."""
         return self._nodes.get(node_id)
 
-    def inbound_stream(self, node_id: int) -> Link | None:
-        """The registered inbound link of ``node_id``, if any."""
-        return self._inbound.get(node_id)
+    def link_of(self, context: object) -> Link | None:
+        """The link registered for ``context``, if any."""
+        return self._by_context.get(context)
+
+    def inbound_stream(self, node_id: int) -> Channel | None:
+        """The registered inbound stream of ``node_id``, if any."""
+        link = self._inbound.get(node_id)
+        return link.stream if link is not None else None
+
+    def dials(self, node_id: int) -> bool:
+        """Whether this node dials ``node_id`` now: unless the pair rule says to
+        use the peer's inbound stream, which is up."""
+        inbound = self._inbound.get(node_id)
+        return inbound is None or self._rule(inbound).dials
 
     def register_inbound(self, link: Link) -> Outcome:
         """Make ``link`` the inbound stream of its peer; a new one replaces the old."""
         node_id = link.peer.id
         outcome = Outcome()
-        with self.lock:
+        rule = self._rule(link)
+        with self._lock:
             replaced = self._inbound.get(node_id)
             self._inbound[node_id] = link
-            self.by_context[link.context] = link
+            self._by_context[link.context] = link
             outbound = self._outbound.get(node_id)
-            close_outbound = outbound is not None and self.loses_tiebreak(link)
+            close_outbound = outbound is not None and rule.keeps == "inbound"
             if close_outbound:
                 del self._outbound[node_id]
             changed = self._update(node_id)
@@ -158,9 +202,7 @@ class Membership:
             decision = t.DECISION_REPLACED if replaced is not None else t.DECISION_REGISTERED
             outcome.decisions.append((t.SPAN_REGISTER, link.peer, decision))
             if outbound is not None:
-                outcome.decisions.append(
-                    (t.SPAN_TIEBREAK, link.peer, self._tiebreak(link, close_outbound))
-                )
+                outcome.decisions.append((t.SPAN_TIEBREAK, link.peer, rule.decision))
             if changed:
                 self._changed()
         if replaced is not None:
@@ -173,17 +215,17 @@ class Membership:
         """Offer an outbound stream; return the outcome and whether it was kept."""
         node_id = link.peer.id
         outcome = Outcome()
-        with self.lock:
+        with self._lock:
             inbound = self._inbound.get(node_id)
+            rule = self._rule(inbound) if inbound is not None else None
             outcome.size = len(self._connected)
-            if inbound is not None and self.loses_tiebreak(inbound):
-                outcome.decisions.append((t.SPAN_TIEBREAK, link.peer, t.DECISION_KEPT_INBOUND))
+            if rule is not None and rule.keeps == "inbound":
+                outcome.decisions.append((t.SPAN_TIEBREAK, link.peer, rule.decision))
                 return outcome, False
             replaced = self._outbound.get(node_id)
             self._outbound[node_id] = link
-            if inbound is not None:
-                decision = self._tiebreak(inbound, False)
-                outcome.decisions.append((t.SPAN_TIEBREAK, link.peer, decision))
+            if rule is not None:
+                outcome.decisions.append((t.SPAN_TIEBREAK, link.peer, rule.decision))
             if self._update(node_id):
                 self._changed()
             outcome.size = len(self._connected)
@@ -194,7 +236,7 @@ class Membership:
     def remove_outbound(self, link: Link) -> None:
         """An outbound stream ended."""
         node_id = link.peer.id
-        with self.lock:
+        with self._lock:
             if self._outbound.get(node_id) is not link:
                 return
             del self._outbound[node_id]
@@ -205,16 +247,16 @@ class Membership:
         """A registered inbound stream ended; a late cleanup of a replaced one removes nothing."""
         node_id = link.peer.id
         outcome = Outcome()
-        with self.lock:
-            if self.by_context.get(link.context) is not link:
+        with self._lock:
+            if self._by_context.get(link.context) is not link:
                 return outcome  # already cleaned up
-            del self.by_context[link.context]
+            del self._by_context[link.context]
             if self._inbound.get(node_id) is not link:
                 decision = t.DECISION_STALE
             else:
                 del self._inbound[node_id]
                 changed = self._update(node_id)
-                # Still connected over the outbound stream: this one lost a tiebreak.
+                # Still connected over the outbound stream: this one lost to it.
                 decision = (
                     t.DECISION_RETIRED if node_id in self._outbound else (t.DECISION_UNREGISTERED)
                 )
@@ -230,13 +272,13 @@ class Membership:
     ) -> tuple[Link, Outcome]:
         """Give a client peer a fresh ID and register the link ``make_link`` builds for it."""
         outcome = Outcome()
-        with self.lock:
+        with self._lock:
             peer_id = next(self._client_ids)
             link = make_link(Peer(peer_id, "", peer_string))
-            node = Node(peer_id, "", self._telemetry)
+            node = Node(peer_id, "", self._telemetry, self._owner)
             node.attach(link.stream)
-            self.clients[peer_id] = node
-            self.by_context[link.context] = link
+            self._clients[peer_id] = node
+            self._by_context[link.context] = link
             outcome.size = len(self._connected)
             outcome.decisions.append((t.SPAN_REGISTER, link.peer, t.DECISION_REGISTERED))
             self._wake_waiters()
@@ -245,46 +287,50 @@ class Membership:
     def unregister_client(self, link: Link) -> Outcome:
         """A client peer's stream ended."""
         outcome = Outcome()
-        with self.lock:
-            if self.by_context.pop(link.context, None) is None:
+        with self._lock:
+            if self._by_context.pop(link.context, None) is None:
                 return outcome
-            del self.clients[link.peer.id]
+            del self._clients[link.peer.id]
             outcome.size = len(self._connected)
             outcome.decisions.append((t.SPAN_UNREGISTER, link.peer, t.DECISION_UNREGISTERED))
             self._wake_waiters()
         outcome.close.append(_closer(link.stream))
         return outcome
 
-    def add_waiter(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]) -> None:
-        """Wake ``entry`` at the next change (call with the lock held)."""
-        self._waiters.append(entry)
+    async def wait_for(
+        self, current: Callable[[], Configuration], cond: Callable[[Configuration], bool]
+    ) -> Configuration:
+        """Return ``current()`` once ``cond`` holds for it: checked under the
+        lock now and after every change (a stream switch included); never polls."""
+        loop = asyncio.get_running_loop()
+        while True:
+            waiter: Waiter = (loop, loop.create_future())
+            with self._lock:
+                config = current()
+                if cond(config):
+                    return config
+                self._waiters.append(waiter)
+            try:
+                await waiter[1]
+            finally:
+                with self._lock:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
 
-    def remove_waiter(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]) -> None:
-        """Forget ``entry`` if it was not woken."""
-        with self.lock:
-            if entry in self._waiters:
-                self._waiters.remove(entry)
-
-    def loses_tiebreak(self, inbound: Link) -> bool:
-        """Whether our outbound stream to ``inbound``'s peer gives way to it."""
-        return self.my_id > inbound.peer.id and inbound.follows_tiebreak
-
-    def _tiebreak(self, inbound: Link, closed_outbound: bool) -> str:
-        if closed_outbound:
-            return t.DECISION_KEPT_INBOUND
-        if self.my_id > inbound.peer.id:
-            return t.DECISION_KEPT_BOTH  # a peer that keeps both streams (Go Gorums)
-        return t.DECISION_KEPT_OUTBOUND
+    def _rule(self, inbound: Link) -> PairRule:
+        """The pair rule between this node and ``inbound``'s peer."""
+        return PairRule(self._my_id, inbound.peer.id, inbound.follows_rule)
 
     def _update(self, node_id: int) -> bool:
-        """Attach node ``node_id`` to its preferred stream; True if membership changed.
+        """Attach node ``node_id`` to the stream its pair uses; True if membership changed.
 
-        A change of stream alone wakes ``wait_for_config`` waiters too.
+        A change of stream alone wakes ``wait_for`` waiters too.
         """
         inbound = self._inbound.get(node_id)
         outbound = self._outbound.get(node_id)
         if inbound is not None and outbound is not None:
-            chosen: Link | None = inbound if self.loses_tiebreak(inbound) else outbound
+            keeps_inbound = self._rule(inbound).keeps == "inbound"
+            chosen: Link | None = inbound if keeps_inbound else outbound
         else:
             chosen = inbound or outbound
         node = self._nodes[node_id]

@@ -8,21 +8,20 @@ gorums-mw peers). Identity, registration and everything after are the same.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from grpc import aio
 
 from gorums_mw._errors import StreamLimitError, abort_with
 from gorums_mw._identity.peer import bind_peer
+from gorums_mw._inbound.manager import InboundManager, wiring_of
+from gorums_mw._inbound.wiring import InboundWiring
 from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._stream.framing import BatchFraming, Framing, PlainFraming
 from gorums_mw._wire import BATCHED_NODE_STREAM_SERVICE, GORUMS_MW_KEY, NODE_STREAM_SERVICE
-
-if TYPE_CHECKING:
-    from gorums_mw._inbound.manager import InboundManager
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -47,11 +46,13 @@ def add_node_stream_service(
             try first; without it they fall back to NodeStream.
     """
 
+    wiring = wiring_of(manager)
+
     async def node_stream(_: object, context: Context) -> None:
-        await _serve(manager, context, PlainFraming(context.read, context.write))
+        await _serve(manager, wiring, context, PlainFraming(context.read, context.write))
 
     async def batched_node_stream(_: object, context: Context) -> None:
-        await _serve(manager, context, BatchFraming(context.read, context.write))
+        await _serve(manager, wiring, context, BatchFraming(context.read, context.write))
 
     plain = grpc.stream_stream_rpc_method_handler(
         node_stream,
@@ -73,7 +74,9 @@ def add_node_stream_service(
     server.add_generic_rpc_handlers(handlers)
 
 
-async def _serve(manager: InboundManager, context: Context, framing: Framing) -> None:
+async def _serve(
+    manager: InboundManager, wiring: InboundWiring, context: Context, framing: Framing
+) -> None:
     """Identify and register the caller, then carry its stream until it ends."""
     try:
         cleanup = manager.handle_stream(context)
@@ -81,13 +84,13 @@ async def _serve(manager: InboundManager, context: Context, framing: Framing) ->
         await abort_with(context, exc)
     peer = manager.peer(context)
     bind_peer(peer)
-    stream = manager.stream_of(context)
+    stream = wiring.stream_of(context)
     if not isinstance(stream, StreamEndpoint):  # an external caller: served, not registered
         try:
-            cleanup = manager.admit_external(context)
+            cleanup = wiring.admit_external(context)
         except StreamLimitError as exc:
             await abort_with(context, exc)
-        stream = manager.endpoint(peer)
+        stream = wiring.endpoint(peer)
     try:
         await context.send_initial_metadata(_HEADERS)
         await stream.run(framing)

@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from gorums_mw import CallError, QuorumCallError, System, current_peer, with_nodes
+from gorums_mw._inbound.manager import wiring_of
 from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw.testing import LocalReplicas
 from tests import echo_pb2, echo_pb2_grpc
@@ -86,7 +87,7 @@ async def assert_one_stream_per_pair(replicas: LocalReplicas) -> None:
             assert reply.text == high.address, (low.id, high.id, reply.text)
             # And the stream high dialed to low is gone on both sides.
             assert low.id not in high.manager.stats().outbound
-            inbound_at_low = low.manager.inbound_stream(high.id)
+            inbound_at_low = wiring_of(low.manager).inbound_stream(high.id)
             if inbound_at_low is not None:
                 assert isinstance(inbound_at_low, StreamEndpoint)
                 await asyncio.wait_for(inbound_at_low.wait_closed(), 5)
@@ -269,12 +270,13 @@ async def test_higher_replica_survives_its_inbound_stream_closing() -> None:
     async with LocalReplicas(2, setup_echo(servicers)) as replicas:
         await replicas.wait_full()
         await replicas[2].wait_for_config(lambda _: settled(replicas[2]), timeout=10)
-        inbound = replicas[2].manager.inbound_stream(1)
+        inbound = wiring_of(replicas[2].manager).inbound_stream(1)
         assert isinstance(inbound, StreamEndpoint)
         inbound.close()
         # The pair reconnects (over a new stream) and calls work both ways.
         await replicas[2].wait_for_config(
-            lambda c: replicas[2].manager.inbound_stream(1) not in (None, inbound), timeout=10
+            lambda c: wiring_of(replicas[2].manager).inbound_stream(1) not in (None, inbound),
+            timeout=10,
         )
         await replicas.wait_full()
         reply = await replicas[2].config().node(1).rpc(SAY, Request(), Reply, timeout=5)
@@ -284,3 +286,17 @@ async def test_higher_replica_survives_its_inbound_stream_closing() -> None:
 async def test_a_replica_whose_own_name_does_not_resolve_yet_still_constructs() -> None:
     nodes = with_nodes({1: "node-1.invalid:9001", 2: "node-2.invalid:9002"})
     assert System(1, nodes).address == "node-1.invalid:9001"
+
+
+async def test_stop_closes_the_manager() -> None:
+    """A stopped replica's manager is closed: its streams end and calls through
+    the configurations it gave out fail at once."""
+    async with LocalReplicas(2, setup_echo({})) as replicas:
+        await replicas.wait_full()
+        peers = replicas[1].manager.inbound_config()
+        await replicas[1].stop()
+        assert repr(replicas[1].manager) == "<InboundManager id=1 closed peers=[] clients=0>"
+        with pytest.raises(RuntimeError, match="InboundManager 1 was stopped"):
+            await peers.node(2).rpc(SAY, Request(), Reply, timeout=5)
+        with pytest.raises(RuntimeError, match="InboundManager 1 was stopped"):
+            await peers.quorum_call(SAY, Request(), Reply, timeout=5)

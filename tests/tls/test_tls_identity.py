@@ -10,6 +10,7 @@ import pytest
 from grpc import aio
 
 from gorums_mw import InboundManager, System, current_peer, with_nodes
+from gorums_mw._inbound.manager import wiring_of
 from gorums_mw.interceptors import ClientIdentityInterceptor, PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc
@@ -175,7 +176,7 @@ async def test_a_node_configured_by_name_is_vouched_for_by_a_dns_san(
     manager = InboundManager(
         1, with_nodes({1: address, 2: "localhost:9002"}), require_certificate=True
     )
-    await manager.address_book.resolve_all()
+    await wiring_of(manager).address_book.resolve_all()
     server = aio.server(interceptors=[PeerIdentityInterceptor(manager)])
     server.add_generic_rpc_handlers((HANDLERS,))
     pair = ca.issue("server", ["127.0.0.1"])
