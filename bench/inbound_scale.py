@@ -221,9 +221,8 @@ def _per(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot, count: int) 
 
 
 async def serve(streams: int) -> None:
-    from gorums_mw.interceptors import PeerIdentityInterceptor
-
     from gorums_mw import add_node_stream_service
+    from gorums_mw.interceptors import PeerIdentityInterceptor
     from gorums_mw.testing import free_ports
 
     (port,) = free_ports(1)

@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import grpc
-from gorums_mw.interceptors import PeerIdentityInterceptor
 from grpc import aio
 
 from bench import interop
@@ -83,6 +82,7 @@ from gorums_mw import (
     with_nodes,
 )
 from gorums_mw._stream.endpoint import StreamEndpoint
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 
 REPLICAS: Final = 5

@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from gorums_mw.interceptors import PeerIdentityInterceptor
 from grpc import aio
 
 from gorums_mw import (
@@ -27,6 +26,7 @@ from gorums_mw import (
     with_nodes,
 )
 from gorums_mw._stream.endpoint import StreamEndpoint
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests.interop.conftest import StartGo
 from tests.interop.proto import storage_pb2_grpc

@@ -9,7 +9,6 @@ from typing import Any
 
 import grpc
 import pytest
-from gorums_mw.interceptors import PeerIdentityInterceptor
 from grpc import aio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +31,7 @@ from gorums_mw._limits import SERVING_OVERHEAD
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream.messages import SERVER_ID_BIT
 from gorums_mw._wire import NODE_STREAM_PATH
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc
 from tests.conftest import FakeContext

@@ -8,7 +8,6 @@ from typing import Any
 
 import grpc
 import pytest
-from gorums_mw.interceptors import PeerIdentityInterceptor
 from grpc import aio
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -25,6 +24,7 @@ from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._wire import BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import LocalReplicas, free_ports
 from tests import echo_pb2
 from tests._echo import setup

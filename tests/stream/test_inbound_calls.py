@@ -7,7 +7,6 @@ from typing import Any
 
 import grpc
 import pytest
-from gorums_mw.interceptors import PeerIdentityInterceptor
 from grpc import aio
 
 from gorums_mw import (
@@ -19,6 +18,7 @@ from gorums_mw import (
     with_nodes,
 )
 from gorums_mw._inbound.membership import FIRST_CLIENT_ID
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc
 

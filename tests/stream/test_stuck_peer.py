@@ -10,7 +10,6 @@ from typing import Any
 
 import grpc
 import pytest
-from gorums_mw.interceptors import PeerIdentityInterceptor
 from grpc import aio
 
 from gorums_mw import (
@@ -28,6 +27,7 @@ from gorums_mw import (
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._wire import NODE_STREAM_PATH
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests import echo_pb2, echo_pb2_grpc
 from tests.stream.sink import FutureSink
