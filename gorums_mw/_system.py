@@ -32,6 +32,9 @@ from gorums_mw.interceptors._server import PeerIdentityInterceptor
 
 AddServicer = Callable[[Any, Any], None]
 
+STOP_GRACE = 0.1
+"""Seconds ``stop()`` gives calls in flight by default."""
+
 _FIRST_RESOLUTION = 2.0
 """Seconds ``start()`` waits for the replicas' names to resolve, at most."""
 
@@ -247,9 +250,13 @@ class System:
                 async with asyncio.timeout(_FIRST_RESOLUTION):
                     await book.resolve_all()
 
-    async def stop(self, grace: float | None = None) -> None:
+    async def stop(self, grace: float | None = STOP_GRACE) -> None:
         """Close outbound streams, stop the server (``grace`` seconds for calls in
         flight), then close the manager.
+
+        The default grace also lets the peers' streams end cleanly: a server
+        stopped without one (``grace=None``) cancels them, and grpc logs a
+        "Got goaway" line in every peer.
 
         Safe to call more than once, and before ``start()``.
         """
@@ -269,7 +276,7 @@ class System:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.stop(None)
+        await self.stop()
 
     def config(self) -> Configuration:
         """This replica and every connected replica, ID-sorted."""

@@ -132,7 +132,7 @@ class LocalReplicas:
 
     async def stop(self, node_id: int) -> None:
         """Stop replica ``node_id`` (its streams close; peers notice at once)."""
-        await self._systems.pop(node_id).stop(None)
+        await self._systems.pop(node_id).stop()
 
     async def wait_full(self, timeout: float = 20.0) -> None:
         """Wait until every running replica's configuration holds every running replica."""
@@ -144,7 +144,7 @@ class LocalReplicas:
     async def close(self) -> None:
         """Stop every running replica."""
         systems, self._systems = list(self._systems.values()), {}
-        await asyncio.gather(*(system.stop(None) for system in systems))
+        await asyncio.gather(*(system.stop() for system in systems))
 
     async def __aenter__(self) -> LocalReplicas:
         await self.start()

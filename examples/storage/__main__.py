@@ -129,7 +129,7 @@ async def demo(size: int, ops: int, console: Console) -> int:
     async def script(done: int) -> None:
         if done == ops // 3:
             console.say(f"stopping replica {victim} after {done} operations")
-            await systems.pop(victim).stop(None)
+            await systems.pop(victim).stop()
         elif done == 2 * ops // 3:
             console.say(f"restarting replica {victim} after {done} operations")
             await start(victim)
@@ -154,7 +154,7 @@ async def demo(size: int, ops: int, console: Console) -> int:
         # Highest ID first: then no running replica sees a lower one leave, the
         # case where System._wait_while_inbound can spin (reported upstream).
         for node_id in sorted(systems, reverse=True):
-            await systems[node_id].stop(None)
+            await systems[node_id].stop()
 
 
 async def serve(
