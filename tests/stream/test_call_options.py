@@ -162,7 +162,8 @@ async def test_an_interceptor_can_end_the_call_early(replicas: Any) -> None:
 
     config = running[1].config()
     replies = await asyncio.wait_for(
-        config.quorum_call(SAY, Request(), Reply, quorum=1, interceptors=[first_only]), 5
+        config.quorum_call(SAY, Request(), Reply, quorum=1, interceptors=[first_only], timeout=1),
+        5,
     )
     assert len(replies) == 1
     with pytest.raises(QuorumCallError):
