@@ -117,8 +117,9 @@ class Identifier:
         if claim.node_id is not None and claim.node_id != node_id:
             if node_id is None and by_id is None:
                 return None  # neither names a configured node: an external caller
+            named = "no configured node" if node_id is None else f"node {node_id}"
             raise InvalidAddressError(
-                f"gorums-addr {claim.address.text!r} names node {node_id}, but gorums-node-id"
+                f"gorums-addr {claim.address.text!r} names {named}, but gorums-node-id"
                 f" names node {claim.node_id}"
             )
         return node_id
