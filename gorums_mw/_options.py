@@ -44,9 +44,14 @@ def with_nodes(nodes: Mapping[int, str]) -> InboundNodeOption:
     Args:
         nodes: node ID (1..2**32-1) → ``host:port``. The host is an IP
             literal (canonicalized: ``[::ffff:127.0.0.1]:1`` is
-            ``127.0.0.1:1``) or a DNS name (kept, lower-cased; nothing is
-            resolved here: grpc resolves it to dial, and a server keeps a
-            cache of each name's IPs to check claims, see ``NameResolution``).
+            ``127.0.0.1:1``) or a host name: RFC 1123 labels (letters,
+            digits, hyphens; underscores too, as Go's resolver allows),
+            kept, lower-cased; nothing is resolved here: grpc resolves it
+            to dial, and a server keeps a cache of each name's IPs to check
+            claims, see ``NameResolution``. A host ending in a number must
+            be a canonical IPv4 address (``127.1`` and ``0x7f000001`` are
+            refused). ``localhost`` is kept too and always means this
+            host's loopback, 127.0.0.1 and ::1, never looked up.
 
     Returns:
         An option usable to dial a configuration and by an ``InboundManager``.
@@ -54,7 +59,8 @@ def with_nodes(nodes: Mapping[int, str]) -> InboundNodeOption:
     Raises:
         ConfigurationError: an ID is not a positive 32-bit integer (0 is
             reserved for external clients), an address is malformed, or two
-            IDs share an address.
+            IDs share an address (``localhost:9001`` is the address of
+            ``127.0.0.1:9001`` and of ``[::1]:9001``).
     """
     if not isinstance(nodes, Mapping):
         raise ConfigurationError(f"with_nodes takes a mapping of ID to address, got {nodes!r}")

@@ -202,7 +202,11 @@ class InboundManager:
         return self._membership.client_config()
 
     def lookup_node_id(self, addr: str) -> int | None:
-        """The ID of the known node at ``addr`` (its configured name or IP, and port), or None."""
+        """The ID of the known node at ``addr`` (its configured name or IP, and port), or None.
+
+        ``localhost`` is 127.0.0.1 and ::1: ``127.0.0.1:9001`` finds a node
+        configured as ``localhost:9001``, and the other way round.
+        """
         return self._book.node_of(addr)
 
     def identify(self, context: CallContext, claim: Claim) -> Peer:
