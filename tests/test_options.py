@@ -128,9 +128,9 @@ def test_normalize_addr_refuses_what_with_nodes_refuses(
     addr: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", _no_dns)  # refused by syntax, never looked up
-    with pytest.raises(InvalidAddressError, match="ends in a number|invalid host"):
+    with pytest.raises(InvalidAddressError, match=r"ends in a number|invalid host"):
         normalize_addr(addr)
-    with pytest.raises(ConfigurationError, match="ends in a number|invalid host"):
+    with pytest.raises(ConfigurationError, match=r"ends in a number|invalid host"):
         with_nodes({1: addr})
 
 
