@@ -74,17 +74,17 @@ PROBES: Final = (
 
 async def _probes() -> dict[str, Callable[[Context, bool], float]]:
     from gorums_mw import InboundManager, identify_peer, with_nodes
+    from gorums_mw._identity import address as _address
     from gorums_mw._identity import claims as _claims
     from gorums_mw._identity import connection as _connection
-    from gorums_mw._identity.address import parse_node_address
 
     manager = InboundManager(1, with_nodes({1: "127.0.0.1:1", 2: CLAIM}))
     named = InboundManager(1, with_nodes({1: "127.0.0.1:1", 2: "localhost:7"}))
 
     def cold() -> None:  # a new claim object: the connection's remembered one no longer matches
-        _connection._ip_of.cache_clear()
+        _address.ip_of.cache_clear()
         _connection.peer_ip.cache_clear()
-        parse_node_address.cache_clear()
+        _address.parse_node_address.cache_clear()
         _claims._claim.cache_clear()
 
     def timed(fn: Callable[[], object], clear: bool) -> float:

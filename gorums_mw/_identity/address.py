@@ -112,9 +112,8 @@ def parse_node_address(addr: str) -> NodeAddress:
         InvalidAddressError: malformed, a URL, or the unspecified address.
     """
     host, port = split_host_port(addr)
-    try:
-        ip = canonical_ip(host)
-    except ValueError:
+    ip = ip_of(host)
+    if ip is None:
         name = _host_name(host, addr)
         ips = LOOPBACK if name == LOCALHOST else ()
         return NodeAddress(name, port, None, f"{name}:{port}", ips)
@@ -188,6 +187,16 @@ def canonical_ip(text: str) -> IPAddress:
     if ip.version == 6 and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+@functools.lru_cache(maxsize=4096)
+def ip_of(text: str) -> IPAddress | None:
+    """``canonical_ip(text)``, or None if ``text`` is no IP literal; cached, so
+    equal texts give the same object (compared by identity first, and fast)."""
+    try:
+        return canonical_ip(text)
+    except ValueError:
+        return None
 
 
 def normalize_addr(addr: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
-from gorums_mw._identity.address import IPAddress, canonical_ip
+from gorums_mw._identity.address import IPAddress, ip_of
 
 
 @runtime_checkable
@@ -45,7 +45,7 @@ def certified_names(context: object) -> tuple[set[IPAddress], set[str]]:
     """
     auth_context = getattr(context, "auth_context", None)
     auth = auth_context() if callable(auth_context) else {}
-    ips = {ip for value in auth.get("peer_ip", ()) if (ip := _ip_of(_text(value))) is not None}
+    ips = {ip for value in auth.get("peer_ip", ()) if (ip := ip_of(_text(value))) is not None}
     names = {
         _text(value).lower()
         for key in ("peer_dns", "x509_subject_alternative_name")
@@ -59,14 +59,6 @@ def _text(value: bytes | str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _ip_of(host: str) -> IPAddress | None:
-    try:
-        return canonical_ip(host)
-    except ValueError:
-        return None
-
-
-@functools.lru_cache(maxsize=4096)
 def peer_ip(peer: str) -> IPAddress | None:
     """The IP in a grpc peer string (``ipv4:a.b.c.d:p``, ``ipv6:%5B..%5D:p``)."""
     kind, _, rest = peer.partition(":")
@@ -75,4 +67,4 @@ def peer_ip(peer: str) -> IPAddress | None:
     host = rest.rpartition(":")[0]
     if "%" in host:
         host = unquote(host)
-    return _ip_of(host.removeprefix("[").removesuffix("]"))
+    return ip_of(host.removeprefix("[").removesuffix("]"))
