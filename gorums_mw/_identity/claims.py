@@ -20,12 +20,14 @@ knows the connection: ``identify_peer`` here for an address alone, the
 ``Identifier`` for configured nodes. Both read a claim through the fields
 every dialect has (``address``, ``node_id``, ``gorums_mw``), not its class.
 
-A new dialect, say a key ``gorums-name`` with a node's configured name, is:
+A new dialect, say one key ``gorums-peer: <id>@<host:port>``, is:
 
-1. its key here, in ``IDENTITY_KEYS``, and one frozen class with those
-   three fields, added to ``Claim``;
+1. its key, added to ``IDENTITY_KEYS`` (``parse_claim`` then collects it),
+   and one frozen class with those three fields, added to ``Claim``;
 2. one branch in the parser, ``_claim``, that builds it;
 3. one branch in the writer, ``write_claim`` (mypy reports it missing).
+
+``identify_peer`` and the ``Identifier`` then check it unchanged.
 """
 
 from __future__ import annotations
@@ -134,43 +136,35 @@ def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim | None:
     """The claim in ``metadata``, or None if it carries none (an external caller).
 
     Raises:
-        InvalidAddressError: a key is repeated or not text, an address or ID
-            is malformed, or the keys contradict each other (an address with
-            ``gorums-node-id: 0`` or ``gorums-client``).
+        InvalidAddressError: an identity key is repeated or not text, an
+            address or ID is malformed, or the keys contradict each other (an
+            address with ``gorums-node-id: 0`` or ``gorums-client``).
     """
-    addr: str | None = None
-    node_id: str | None = None
-    client = False
-    marked = False
-    for key, value in metadata:
-        if key not in IDENTITY_KEYS:
-            continue
-        if key == GORUMS_CLIENT_KEY:
-            client = True
-            continue
-        if key == GORUMS_MW_KEY:
-            marked = True
-            continue
-        if not isinstance(value, str):
-            raise InvalidAddressError(f"{key} must be text, got bytes")
-        if key == GORUMS_ADDR_KEY:
-            if addr is not None:
-                raise InvalidAddressError(f"{GORUMS_ADDR_KEY} sent more than once")
-            addr = value
-        else:
-            if node_id is not None:
-                raise InvalidAddressError(f"{GORUMS_NODE_ID_KEY} sent more than once")
-            node_id = value
-    if addr is None and node_id is None and not client:
-        return None
-    return _claim(addr, node_id, client, marked)
+    entries: list[tuple[str, str | bytes]] | None = None
+    for entry in metadata:
+        if entry[0] in IDENTITY_KEYS:
+            if entries is None:
+                entries = [entry]
+            else:
+                entries.append(entry)
+    return None if entries is None else _claim(tuple(entries))
 
 
 @functools.lru_cache(maxsize=4096)
-def _claim(addr: str | None, node_id_text: str | None, client: bool, marked: bool) -> Claim | None:
+def _claim(entries: tuple[tuple[str, str | bytes], ...]) -> Claim | None:
     """The parser: one branch per dialect (cached, so equal metadata gives the same object)."""
+    values: dict[str, str] = {}
+    for key, value in entries:
+        if not isinstance(value, str):
+            raise InvalidAddressError(f"{key} must be text, got bytes")
+        if key in values:
+            raise InvalidAddressError(f"{key} sent more than once")
+        values[key] = value
+    addr = values.get(GORUMS_ADDR_KEY)
+    node_id_text = values.get(GORUMS_NODE_ID_KEY)
     node_id = None if node_id_text is None else _parse_node_id(node_id_text)
-    if client or node_id == EXTERNAL_ID:
+    marked = GORUMS_MW_KEY in values
+    if GORUMS_CLIENT_KEY in values or node_id == EXTERNAL_ID:
         if addr is not None:
             raise InvalidAddressError(
                 f"{GORUMS_ADDR_KEY} {addr!r} sent by a client peer: a client has no"
@@ -183,7 +177,9 @@ def _claim(addr: str | None, node_id_text: str | None, client: bool, marked: boo
         except ValueError as exc:
             raise InvalidAddressError(f"{GORUMS_ADDR_KEY}: {exc}") from None
         return AddrClaim(address, node_id, marked)
-    return None if node_id is None else NodeIdClaim(node_id, marked)
+    if node_id is not None:
+        return NodeIdClaim(node_id, marked)
+    return None  # gorums-mw alone claims nothing
 
 
 def _parse_node_id(text: str) -> int:

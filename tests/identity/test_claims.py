@@ -85,6 +85,11 @@ def test_every_claim_reads_through_the_same_fields() -> None:
     assert [claimed_text(c) for c in (by_addr, by_id, client)] == ["localhost:1", "node 5", ""]
 
 
+@pytest.mark.parametrize("metadata", [(), (("user-agent", "grpc"),), (("gorums-mw", "1"),)])
+def test_metadata_without_a_claim(metadata: tuple[tuple[str, str], ...]) -> None:
+    assert parse_claim(metadata) is None
+
+
 def test_equal_metadata_gives_the_same_claim_object() -> None:
     # The Identifier remembers a connection's accepted claim by identity.
     metadata = (("gorums-addr", "127.0.0.1:9001"),)
@@ -126,6 +131,8 @@ def test_a_claim_with_a_host_name_is_read(host: str, text: str) -> None:
         ((("gorums-node-id", "4294967296"),), "outside 0..4294967295"),
         ((("gorums-addr", "127.0.0.1:1"), ("gorums-client", "1")), "client peer"),
         ((("gorums-node-id", b"1"),), "must be text"),
+        ((("gorums-client", "1"), ("gorums-client", "1")), "gorums-client sent more than once"),
+        ((("gorums-node-id", "1"), ("gorums-mw", "1"), ("gorums-mw", "1")), "gorums-mw sent"),
     ],
 )
 def test_malformed_claims(metadata: tuple[tuple[str, str | bytes], ...], message: str) -> None:
