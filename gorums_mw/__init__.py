@@ -15,7 +15,13 @@ from gorums_mw._errors import (
     StreamLimitError,
 )
 from gorums_mw._health import add_quorum_health
-from gorums_mw._identity.connection import identify_peer, normalize_addr
+from gorums_mw._identity.address import normalize_addr
+from gorums_mw._identity.claims import (
+    GORUMS_ADDR_KEY,
+    GORUMS_CLIENT_KEY,
+    GORUMS_NODE_ID_KEY,
+    identify_peer,
+)
 from gorums_mw._identity.peer import Peer, current_peer
 from gorums_mw._inbound.manager import InboundManager
 from gorums_mw._inbound.service import add_node_stream_service
@@ -26,7 +32,6 @@ from gorums_mw._settings import Backoff, Keepalive, NameResolution
 from gorums_mw._stream.registry import HandlerRegistry
 from gorums_mw._system import System
 from gorums_mw._version import __version__
-from gorums_mw._wire import GORUMS_ADDR_KEY, GORUMS_CLIENT_KEY, GORUMS_NODE_ID_KEY
 
 __all__ = [
     "GORUMS_ADDR_KEY",

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gorums_mw._errors import ConfigurationError
-from gorums_mw._identity.address import parse_node_address
-from gorums_mw._identity.peer import MAX_NODE_ID
+from gorums_mw._identity.address import IPAddress, parse_node_address
+from gorums_mw._identity.peer import check_node_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +44,14 @@ def with_nodes(nodes: Mapping[int, str]) -> InboundNodeOption:
     Args:
         nodes: node ID (1..2**32-1) → ``host:port``. The host is an IP
             literal (canonicalized: ``[::ffff:127.0.0.1]:1`` is
-            ``127.0.0.1:1``) or a DNS name (kept, lower-cased; nothing is
-            resolved here: grpc resolves it to dial, and a server keeps a
-            cache of each name's IPs to check claims, see ``NameResolution``).
+            ``127.0.0.1:1``) or a host name: RFC 1123 labels (letters,
+            digits, hyphens; underscores too, as Go's resolver allows),
+            kept, lower-cased; nothing is resolved here: grpc resolves it
+            to dial, and a server keeps a cache of each name's IPs to check
+            claims, see ``NameResolution``. A host ending in a number must
+            be a canonical IPv4 address (``127.1`` and ``0x7f000001`` are
+            refused). ``localhost`` is kept too and always means this
+            host's loopback, 127.0.0.1 and ::1, never looked up.
 
     Returns:
         An option usable to dial a configuration and by an ``InboundManager``.
@@ -54,7 +59,8 @@ def with_nodes(nodes: Mapping[int, str]) -> InboundNodeOption:
     Raises:
         ConfigurationError: an ID is not a positive 32-bit integer (0 is
             reserved for external clients), an address is malformed, or two
-            IDs share an address.
+            IDs share an address (``localhost:9001`` is the address of
+            ``127.0.0.1:9001`` and of ``[::1]:9001``).
     """
     if not isinstance(nodes, Mapping):
         raise ConfigurationError(f"with_nodes takes a mapping of ID to address, got {nodes!r}")
@@ -82,34 +88,28 @@ def with_node_list(addrs: Iterable[str]) -> NodeListOption:
 
 def _validated(items: Iterable[tuple[object, object]]) -> dict[int, str]:
     by_id: dict[int, str] = {}
-    id_of: dict[str, int] = {}
+    id_of: dict[str | tuple[IPAddress, int], int] = {}  # by text, and by each IP known without DNS
     for node_id, addr in sorted(items, key=lambda item: check_node_id(item[0])):
         if not isinstance(addr, str):
             raise ConfigurationError(f"node {node_id}: address must be a str, got {addr!r}")
         try:
-            normalized = str(parse_node_address(addr))
+            address = parse_node_address(addr)
         except ValueError as exc:
             raise ConfigurationError(f"node {node_id}: {exc}") from exc
-        if normalized in id_of:
-            raise ConfigurationError(
-                f"node {node_id}: address {addr!r} ({normalized})"
-                f" is already node {id_of[normalized]}"
-            )
-        id_of[normalized] = check_node_id(node_id)
-        by_id[check_node_id(node_id)] = normalized
+        endpoints: list[str | tuple[IPAddress, int]] = [address.text]
+        endpoints += [(ip, address.port) for ip in address.ips]
+        for endpoint in endpoints:
+            if endpoint in id_of:
+                other = by_id[id_of[endpoint]]
+                same = "" if other == address.text else f" ({other}: {_LOCALHOST_IS})"
+                raise ConfigurationError(
+                    f"node {node_id}: address {addr!r} ({address.text}) is already node"
+                    f" {id_of[endpoint]}{same}"
+                )
+        for endpoint in endpoints:
+            id_of[endpoint] = check_node_id(node_id)
+        by_id[check_node_id(node_id)] = address.text
     return by_id
 
 
-def check_node_id(node_id: object) -> int:
-    """Return ``node_id`` if it is a valid node ID (1..2**32-1).
-
-    Raises:
-        ConfigurationError: it is not.
-    """
-    if not isinstance(node_id, int) or isinstance(node_id, bool):
-        raise ConfigurationError(f"node ID must be an int, got {node_id!r}")
-    if node_id == 0:
-        raise ConfigurationError("node ID 0 is reserved for external clients")
-    if not 0 < node_id <= MAX_NODE_ID:
-        raise ConfigurationError(f"node ID {node_id} is outside 1..{MAX_NODE_ID}")
-    return node_id
+_LOCALHOST_IS = "localhost always means this host's loopback, 127.0.0.1 and ::1"

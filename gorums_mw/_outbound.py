@@ -17,13 +17,12 @@ from opentelemetry import metrics, trace
 from gorums_mw._calls.configuration import Configuration, ordered_configuration
 from gorums_mw._calls.node import Node
 from gorums_mw._calls.origin import Origin
-from gorums_mw._errors import ConfigurationError
-from gorums_mw._identity.address import parse_node_address
+from gorums_mw._identity.claims import GORUMS_MW_KEY, dialer_metadata
 from gorums_mw._identity.peer import Peer
 from gorums_mw._identity.registrar import Cleanup
 from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._limits import ByteBudget, Limits
-from gorums_mw._options import NodeListOption, check_node_id
+from gorums_mw._options import NodeListOption
 from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
@@ -31,14 +30,7 @@ from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._stream.framing import BatchFraming, Framing, PlainFraming
 from gorums_mw._stream.registry import HandlerRegistry
 from gorums_mw._telemetry import Telemetry, peer_attributes
-from gorums_mw._wire import (
-    BATCHED_NODE_STREAM_PATH,
-    GORUMS_ADDR_KEY,
-    GORUMS_CLIENT_KEY,
-    GORUMS_MW_KEY,
-    GORUMS_NODE_ID_KEY,
-    NODE_STREAM_PATH,
-)
+from gorums_mw._wire import BATCHED_NODE_STREAM_PATH, NODE_STREAM_PATH
 
 _log = logging.getLogger("gorums_mw")
 
@@ -158,7 +150,7 @@ class OutboundManager:
         """
         if not isinstance(nodes, NodeListOption):
             raise TypeError(f"nodes must come from with_nodes or with_node_list, got {nodes!r}")
-        self._metadata = _identity_metadata(my_addr, my_id, client_peer)
+        self._metadata = dialer_metadata(my_addr, my_id, client_peer)
         self._handlers = handlers
         self._limits = setting(limits, Limits, "limits")
         self._budget = budget if budget is not None else ByteBudget(self._limits.total_buffer)
@@ -347,28 +339,3 @@ class OutboundManager:
         finally:
             call.cancel()
         return await call.code() if call.done() else None
-
-
-def _identity_metadata(
-    my_addr: str | None, my_id: int | None, client_peer: bool
-) -> tuple[tuple[str, str], ...]:
-    """The metadata that identifies this dialer on each stream."""
-    if client_peer:
-        if my_addr is not None or my_id is not None:
-            raise ConfigurationError(
-                "a client peer has no listening address or node ID: pass my_addr/my_id"
-                " or client_peer, not both"
-            )
-        return ((GORUMS_CLIENT_KEY, "1"), (GORUMS_NODE_ID_KEY, "0"))
-    metadata: list[tuple[str, str]] = []
-    if my_addr is not None:
-        try:
-            metadata.append((GORUMS_ADDR_KEY, parse_node_address(my_addr).text))
-            metadata.append((GORUMS_MW_KEY, "1"))
-        except ValueError as exc:
-            raise ConfigurationError(f"my_addr: {exc}") from exc
-    if my_id is not None:
-        if my_addr is None:
-            raise ConfigurationError("my_id needs my_addr: a replica claims both")
-        metadata.append((GORUMS_NODE_ID_KEY, str(check_node_id(my_id))))
-    return tuple(metadata)

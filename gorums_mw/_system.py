@@ -17,13 +17,13 @@ from gorums_mw._calls.node import Node
 from gorums_mw._calls.origin import Origin
 from gorums_mw._errors import ConfigurationError
 from gorums_mw._identity.address import parse_node_address
-from gorums_mw._identity.peer import Peer
+from gorums_mw._identity.peer import Peer, check_node_id
 from gorums_mw._inbound.manager import ConfigCallback, InboundManager, wiring_of
 from gorums_mw._inbound.service import add_node_stream_service
 from gorums_mw._inbound.waits import describe_condition
 from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._limits import ByteBudget, Limits
-from gorums_mw._options import InboundNodeOption, check_node_id, with_nodes
+from gorums_mw._options import InboundNodeOption, with_nodes
 from gorums_mw._outbound import OutboundManager
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
 from gorums_mw._stream.local import LocalChannel

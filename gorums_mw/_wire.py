@@ -1,27 +1,14 @@
-"""The wire vocabulary, in one place: metadata keys, the NodeStream path, method names."""
+"""The wire vocabulary of calls: the NodeStream paths and method names.
+
+The identity metadata keys (``gorums-addr`` and the others) live with the
+claims they carry, in ``gorums_mw._identity.claims``.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
 from typing import Final
-
-GORUMS_ADDR_KEY: Final = "gorums-addr"
-"""Metadata key carrying the caller's claimed listening address (``host:port``)."""
-
-GORUMS_NODE_ID_KEY: Final = "gorums-node-id"
-"""Metadata key carrying the caller's claimed node ID (upstream Go Gorums' form);
-``0`` marks a client peer."""
-
-GORUMS_MW_KEY: Final = "gorums-mw"
-"""Metadata key gorums-mw replicas send when they dial: the sender keeps one
-stream per pair (the one the lower ID dialed) and closes its own when it loses.
-A replica without it (Go Gorums) keeps both streams, so ours is kept too.
-A gorums-mw server also sends it in a stream's response headers."""
-
-GORUMS_CLIENT_KEY: Final = "gorums-client"
-"""Metadata key a client peer (no listening address) sends on its NodeStream
-to be given a client ID and be callable through ``client_config()``."""
 
 NODE_STREAM_SERVICE: Final = "stream.Gorums"
 """The protobuf full name of the NodeStream service."""

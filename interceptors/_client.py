@@ -1,4 +1,4 @@
-"""ClientIdentityInterceptor: send ``gorums-addr`` on every outgoing call."""
+"""ClientIdentityInterceptor: claim ``gorums-addr`` on every outgoing call."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, overload
 
 from grpc import aio
 
-from gorums_mw._identity.address import normalize_addr
-from gorums_mw._wire import GORUMS_ADDR_KEY
+from gorums_mw._identity.address import normalize_addr, parse_node_address
+from gorums_mw._identity.claims import AddrClaim, Metadata, write_claim
 
 _Details = aio.ClientCallDetails
 _Requests = AsyncIterable[Any] | Iterable[Any]
@@ -25,51 +25,54 @@ else:
     _StreamStreamBase = aio.StreamStreamClientInterceptor
 
 
-def _with_addr(details: _Details, addr: str) -> _Details:
+def _with_claim(details: _Details, claim: Metadata) -> _Details:
+    """``details`` with ``claim``'s entries in place of any the caller set under its keys."""
     metadata = aio.Metadata()
     if details.metadata is not None:
+        keys = {key for key, _ in claim}
         for key, value in details.metadata:
-            if key != GORUMS_ADDR_KEY:
+            if key not in keys:
                 metadata.add(key, value)
-    metadata.add(GORUMS_ADDR_KEY, addr)
+    for key, value in claim:
+        metadata.add(key, value)
     return aio.ClientCallDetails(
         details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
     )
 
 
-class _AddsAddress:
-    """Holds the address one per-kind interceptor adds to each call."""
+class _AddsClaim:
+    """Holds the claim one per-kind interceptor adds to each call."""
 
-    def __init__(self, addr: str) -> None:
-        self._addr = addr
+    def __init__(self, claim: Metadata) -> None:
+        self._claim = claim
 
 
-class _UnaryUnary(_AddsAddress, _UnaryUnaryBase):
+class _UnaryUnary(_AddsClaim, _UnaryUnaryBase):
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: _Details, request: Any
     ) -> Any:
-        return await continuation(_with_addr(client_call_details, self._addr), request)
+        return await continuation(_with_claim(client_call_details, self._claim), request)
 
 
-class _UnaryStream(_AddsAddress, _UnaryStreamBase):
+class _UnaryStream(_AddsClaim, _UnaryStreamBase):
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: _Details, request: Any
     ) -> Any:
-        return await continuation(_with_addr(client_call_details, self._addr), request)
+        return await continuation(_with_claim(client_call_details, self._claim), request)
 
 
-class _StreamUnary(_AddsAddress, _StreamUnaryBase):
+class _StreamUnary(_AddsClaim, _StreamUnaryBase):
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], client_call_details: _Details, requests: _Requests
     ) -> Any:
-        return await continuation(_with_addr(client_call_details, self._addr), requests)
+        return await continuation(_with_claim(client_call_details, self._claim), requests)
 
 
-class _StreamStream(_AddsAddress, _StreamStreamBase):
+class _StreamStream(_AddsClaim, _StreamStreamBase):
     async def intercept_stream_stream(
         self, continuation: Callable[..., Any], client_call_details: _Details, requests: _Requests
     ) -> Any:
-        return await continuation(_with_addr(client_call_details, self._addr), requests)
+        return await continuation(_with_claim(client_call_details, self._claim), requests)
 
 
 class ClientIdentityInterceptor(Sequence[Any]):  # grpc-stubs has no interceptor base type
@@ -91,18 +94,21 @@ class ClientIdentityInterceptor(Sequence[Any]):  # grpc-stubs has no interceptor
 
         Args:
             my_addr: the ``host:port`` this replica listens on. A host name is
-                resolved here, once (the server never resolves names).
+                resolved here, once (the server never resolves names);
+                ``localhost`` is 127.0.0.1, never looked up.
 
         Raises:
-            ValueError: ``my_addr`` is malformed or does not resolve.
+            InvalidAddressError: ``my_addr`` is malformed or does not resolve
+                (a ``ValueError``).
         """
         self.address = normalize_addr(my_addr)
         """The normalized address sent in ``gorums-addr``."""
+        claim = write_claim(AddrClaim(parse_node_address(self.address)))
         self._interceptors: tuple[Any, ...] = (
-            _UnaryUnary(self.address),
-            _UnaryStream(self.address),
-            _StreamUnary(self.address),
-            _StreamStream(self.address),
+            _UnaryUnary(claim),
+            _UnaryStream(claim),
+            _StreamUnary(claim),
+            _StreamStream(claim),
         )
 
     def __repr__(self) -> str:

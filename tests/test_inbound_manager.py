@@ -8,15 +8,16 @@ import threading
 import pytest
 
 from gorums_mw import (
+    GORUMS_CLIENT_KEY,
     Configuration,
     InboundManager,
     PeerAddressMismatchError,
     with_nodes,
 )
+from gorums_mw._identity.claims import GORUMS_MW_KEY
 from gorums_mw._inbound.manager import wiring_of
 from gorums_mw._inbound.membership import FIRST_CLIENT_ID
 from gorums_mw._telemetry import SPAN_REGISTER, SPAN_TIEBREAK, SPAN_UNREGISTER
-from gorums_mw._wire import GORUMS_CLIENT_KEY, GORUMS_MW_KEY
 from tests import echo_pb2
 from tests.conftest import FakeContext, Spans
 

@@ -1,10 +1,12 @@
 """The configured nodes: ID ↔ address, and the IPs each node has now.
 
-A node address is an IP literal or a DNS name. Names are never resolved on
-a call's path: their IPs live in a cache that is refreshed in the
-background, when an entry is older than ``NameResolution.ttl`` and, at most
-once per ``NameResolution.min_interval`` per name, when a claim arrives
-from an IP the cache lacks.
+A node address is an IP literal or a host name. ``localhost`` is this
+host's loopback, 127.0.0.1 and ::1, and never looked up (see ``address``).
+Other names are never resolved on a call's path: their IPs live in a cache
+that is refreshed in the background, when an entry is older than
+``NameResolution.ttl`` and, at most once per
+``NameResolution.min_interval`` per name, when a claim arrives from an IP
+the cache lacks.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from gorums_mw._identity.address import IPAddress, NodeAddress, parse_node_address, resolved_ips
@@ -55,13 +57,12 @@ class AddressBook:
         self._resolved: dict[int, _Resolved] = {
             node_id: _Resolved(frozenset(), float("-inf"), float("-inf"))
             for node_id, address in self._nodes.items()
-            if address.is_name
+            if address.needs_dns
         }
-        self._by_ip_port: dict[tuple[IPAddress, int], int] = {
-            (address.ip, address.port): node_id
-            for node_id, address in self._nodes.items()
-            if address.ip is not None
-        }
+        self._by_ip_port: dict[tuple[IPAddress, int], int] = {}
+        for node_id, address in self._nodes.items():
+            for ip in address.ips:
+                self._by_ip_port.setdefault((ip, address.port), node_id)
         self._tasks: set[asyncio.Task[None]] = set()
         self.generation = 0
         """Counts the changes of names' IPs: what was read before a change may be stale."""
@@ -76,7 +77,7 @@ class AddressBook:
 
     @property
     def has_names(self) -> bool:
-        """Whether any node is addressed by a DNS name."""
+        """Whether any node is addressed by a name to resolve (not ``localhost``)."""
         return bool(self._resolved)
 
     def address(self, node_id: int) -> NodeAddress:
@@ -87,7 +88,9 @@ class AddressBook:
         """The node configured at ``address`` (its name or IP and port), or None.
 
         An ``IP:port`` also finds a node configured by name whose cached IPs
-        include that IP.
+        include that IP. ``localhost`` is 127.0.0.1 and ::1: ``127.0.0.1:9001``
+        finds a node configured as ``localhost:9001``, and ``localhost:9001``
+        one configured as ``127.0.0.1:9001`` (or, failing that, ``[::1]:9001``).
         """
         if isinstance(address, str):
             try:
@@ -95,18 +98,22 @@ class AddressBook:
             except ValueError:
                 return None
         node_id = self._by_text.get(address.text)
-        if node_id is None and address.ip is not None:
-            node_id = self._by_ip_port.get((address.ip, address.port))
+        if node_id is None:
+            for ip in address.ips:
+                node_id = self._by_ip_port.get((ip, address.port))
+                if node_id is not None:
+                    break
         return node_id
 
-    def ips_of(self, node_id: int) -> frozenset[IPAddress]:
-        """The IPs ``node_id`` has now: its literal IP, or the name's cached IPs.
+    def ips_of(self, node_id: int) -> Collection[IPAddress]:
+        """The IPs ``node_id`` has now: its literal IP, ``localhost``'s loopback
+        pair, or the name's cached IPs.
 
         A stale cache entry is returned as is and refreshed in the background.
         """
         address = self._nodes[node_id]
-        if address.ip is not None:
-            return frozenset((address.ip,))
+        if address.ips:
+            return address.ips
         resolved = self._resolved[node_id]
         if time.monotonic() - resolved.at > self._resolution.ttl:
             self.refresh(node_id)

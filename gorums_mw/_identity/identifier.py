@@ -1,21 +1,24 @@
 """Identification: which configured node a claim names, and whether the connection proves it.
 
-Both dialects are checked the same way: the connection's IP must be one of
-the IPs of the node the claim names (``gorums-addr``: the node at that
-address; ``gorums-node-id``: the node with that ID). Upstream Go Gorums
-trusts ``gorums-node-id``; gorums-mw does not. A caller that names no
-configured node is an external client (ID 0). No name is resolved here:
-names' IPs come from the ``AddressBook`` cache.
+Every dialect is checked the same way, through the fields every claim has
+(``address``, ``node_id``): a claimed IP literal, or ``localhost``, must be
+the connection's IP (for ``localhost``: 127.0.0.1 or ::1); otherwise the
+connection's IP must be one of the IPs of the node the claim names
+(``gorums-addr``: the node at that address; ``gorums-node-id``: the node
+with that ID). Upstream Go Gorums trusts ``gorums-node-id``; gorums-mw does
+not. A caller that names no configured node is an external client (ID 0).
+No name is resolved here: names' IPs come from the ``AddressBook`` cache.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 
 from gorums_mw._errors import InvalidAddressError, PeerAddressMismatchError, PeerCertificateError
 from gorums_mw._identity.address import IPAddress, NodeAddress
 from gorums_mw._identity.address_book import AddressBook
-from gorums_mw._identity.claims import AddrClaim, Claim, ClientClaim, NodeIdClaim, claimed_text
+from gorums_mw._identity.claims import Claim, claimed_text
 from gorums_mw._identity.connection import certified_names, comes_from, peer_ip
 from gorums_mw._identity.peer import EXTERNAL_ID, Peer
 
@@ -87,40 +90,43 @@ class Identifier:
             PeerCertificateError: certificates are required and the caller's
                 does not vouch for the node.
         """
-        if isinstance(claim, ClientClaim) or not peer_string:
+        if claim.node_id == EXTERNAL_ID or not peer_string:
             return Peer(EXTERNAL_ID, "", peer_string)
         claimed = claimed_text(claim)
-        if isinstance(claim, NodeIdClaim):
-            node_id: int | None = claim.node_id if claim.node_id in self._book else None
-        else:
-            node_id = self._node_of(claim)
-        literal_ip = claim.address.ip if isinstance(claim, AddrClaim) else None
-        if literal_ip is not None:
-            self._check_ip(peer_string, literal_ip, claimed)
+        node_id = self._node_of(claim)
+        address = claim.address
+        fixed_ips = () if address is None else address.ips  # an IP literal, or localhost
+        if fixed_ips:
+            self._check_ips(peer_string, fixed_ips, claimed)
         if node_id is None:
-            return Peer(EXTERNAL_ID, claimed if isinstance(claim, AddrClaim) else "", peer_string)
-        if literal_ip is None:
+            return Peer(EXTERNAL_ID, "" if address is None else address.text, peer_string)
+        if not fixed_ips:
             self._check_node_ips(peer_string, node_id, claimed)
         configured = self._book.address(node_id)
         if self._require_certificate:
             self._check_certificate(context, peer_string, configured, claimed)
         return Peer(node_id, configured.text, peer_string)
 
-    def _node_of(self, claim: AddrClaim) -> int | None:
-        """The node ``claim`` names; both keys, when sent, must name the same one."""
+    def _node_of(self, claim: Claim) -> int | None:
+        """The configured node ``claim`` names; an address and an ID, when both
+        are sent, must name the same one."""
+        by_id = claim.node_id if claim.node_id in self._book else None
+        if claim.address is None:
+            return by_id
         node_id = self._book.node_of(claim.address)
         if claim.node_id is not None and claim.node_id != node_id:
-            if node_id is None and claim.node_id not in self._book:
+            if node_id is None and by_id is None:
                 return None  # neither names a configured node: an external caller
+            named = "no configured node" if node_id is None else f"node {node_id}"
             raise InvalidAddressError(
-                f"gorums-addr {str(claim.address)!r} names node {node_id}, but gorums-node-id"
+                f"gorums-addr {claim.address.text!r} names {named}, but gorums-node-id"
                 f" names node {claim.node_id}"
             )
         return node_id
 
-    def _check_ip(self, peer_string: str, claimed_ip: IPAddress, claimed: str) -> None:
-        """The connection must come from ``claimed_ip`` (a unix socket: from loopback)."""
-        if not comes_from(peer_string, (claimed_ip,)):
+    def _check_ips(self, peer_string: str, ips: Collection[IPAddress], claimed: str) -> None:
+        """The connection must come from one of ``ips`` (a unix socket: from loopback)."""
+        if not comes_from(peer_string, ips):
             raise PeerAddressMismatchError(claimed, peer_string)
 
     def _check_node_ips(self, peer_string: str, node_id: int, claimed: str) -> None:

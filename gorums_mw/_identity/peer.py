@@ -1,15 +1,32 @@
-"""Who is calling: the ``Peer`` value, ``current_peer()`` and its binding."""
+"""Who is calling: node IDs, the ``Peer`` value, ``current_peer()`` and its binding."""
 
 from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass
 
+from gorums_mw._errors import ConfigurationError
+
 EXTERNAL_ID = 0
 """The ID of every caller that is not a known node."""
 
 MAX_NODE_ID = 2**32 - 1
 """The largest configured node ID; client peers get IDs above it."""
+
+
+def check_node_id(node_id: object) -> int:
+    """Return ``node_id`` if it is a valid node ID (1..2**32-1).
+
+    Raises:
+        ConfigurationError: it is not.
+    """
+    if not isinstance(node_id, int) or isinstance(node_id, bool):
+        raise ConfigurationError(f"node ID must be an int, got {node_id!r}")
+    if node_id == EXTERNAL_ID:
+        raise ConfigurationError("node ID 0 is reserved for external clients")
+    if not 0 < node_id <= MAX_NODE_ID:
+        raise ConfigurationError(f"node ID {node_id} is outside 1..{MAX_NODE_ID}")
+    return node_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from gorums_mw._identity.address_book import AddressBook
 from gorums_mw._identity.claims import Claim, ClientClaim, claimed_text, parse_claim
 from gorums_mw._identity.connection import CallContext
 from gorums_mw._identity.identifier import Identifier
-from gorums_mw._identity.peer import EXTERNAL_ID, Peer, current_peer
+from gorums_mw._identity.peer import EXTERNAL_ID, Peer, check_node_id, current_peer
 from gorums_mw._identity.registrar import Cleanup
 from gorums_mw._inbound.caps import StreamCaps
 from gorums_mw._inbound.decisions import Decisions, trace_links
@@ -32,7 +32,7 @@ from gorums_mw._inbound.waits import wait_until
 from gorums_mw._inbound.wiring import InboundWiring
 from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._limits import ByteBudget, Limits
-from gorums_mw._options import InboundNodeOption, NodeListOption, check_node_id
+from gorums_mw._options import InboundNodeOption, NodeListOption
 from gorums_mw._settings import NameResolution, setting
 from gorums_mw._stream.channel import Channel
 from gorums_mw._stream.messages import message_ids
@@ -202,7 +202,11 @@ class InboundManager:
         return self._membership.client_config()
 
     def lookup_node_id(self, addr: str) -> int | None:
-        """The ID of the known node at ``addr`` (its configured name or IP, and port), or None."""
+        """The ID of the known node at ``addr`` (its configured name or IP, and port), or None.
+
+        ``localhost`` is 127.0.0.1 and ::1: ``127.0.0.1:9001`` finds a node
+        configured as ``localhost:9001``, and the other way round.
+        """
         return self._book.node_of(addr)
 
     def identify(self, context: CallContext, claim: Claim) -> Peer:

@@ -14,6 +14,7 @@ import grpc
 from grpc import aio
 
 from gorums_mw._errors import StreamLimitError, abort_with
+from gorums_mw._identity.claims import GORUMS_MW_KEY
 from gorums_mw._identity.peer import bind_peer
 from gorums_mw._inbound.manager import InboundManager, wiring_of
 from gorums_mw._inbound.wiring import InboundWiring
@@ -21,7 +22,7 @@ from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._stream.framing import BatchFraming, Framing, PlainFraming
-from gorums_mw._wire import BATCHED_NODE_STREAM_SERVICE, GORUMS_MW_KEY, NODE_STREAM_SERVICE
+from gorums_mw._wire import BATCHED_NODE_STREAM_SERVICE, NODE_STREAM_SERVICE
 
 Context = aio.ServicerContext[Any, Any]
 

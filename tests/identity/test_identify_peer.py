@@ -25,6 +25,10 @@ def claim(peer: str, *values: str) -> FakeContext:
         ("unix:", "127.0.0.1:9001", "127.0.0.1:9001"),
         ("unix:/tmp/x.sock", "[::1]:9001", "[::1]:9001"),
         ("unix:", "127.0.0.2:9001", "127.0.0.2:9001"),
+        # localhost is this host's loopback (RFC 6761), written as normalize_addr writes it
+        ("ipv4:127.0.0.1:5", "localhost:9001", "127.0.0.1:9001"),
+        ("ipv6:%5B::1%5D:5", "LocalHost.:9001", "127.0.0.1:9001"),
+        ("unix:", "localhost:9001", "127.0.0.1:9001"),
     ],
 )
 def test_identify_peer_accepts(peer: str, claimed: str, expected: str) -> None:
@@ -42,6 +46,9 @@ def test_identify_peer_accepts(peer: str, claimed: str, expected: str) -> None:
         ("ipv4:10.0.0.1:5", "127.0.0.1:9001"),
         ("vsock:1:2", "127.0.0.1:9001"),
         ("ipv4:not-an-ip:5", "127.0.0.1:9001"),
+        ("ipv4:10.0.0.1:5", "localhost:9001"),
+        ("ipv4:127.0.0.2:5", "localhost:9001"),  # loopback, but not what localhost names
+        ("ipv6:%5B::ffff:10.0.0.1%5D:5", "localhost:9001"),
     ],
 )
 def test_identify_peer_mismatch(peer: str, claimed: str) -> None:
@@ -70,7 +77,9 @@ def test_identify_peer_without_peer_information_is_an_external_caller(peer: str 
         ("127.0.0.1:+80", "port must be"),
         ("127.0.0.1:٣", "non-ASCII"),
         ("hôst:80", "non-ASCII"),
-        ("localhost:9001", "IP literal"),
+        ("example.com:9001", "IP literal or localhost"),
+        ("local-host:9001", "IP literal or localhost"),
+        ("127.0.0.1.:9001", "ends in a number"),
         ("::1:9001", "brackets"),
         ("[127.0.0.1]:9001", "only for IPv6"),
         ("1" * 400 + ":1", "longer than"),
@@ -88,6 +97,32 @@ def test_repeated_claim_is_malformed() -> None:
         identify_peer(claim("ipv4:127.0.0.1:5", "127.0.0.1:1", "127.0.0.1:1"))
 
 
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ((("gorums-addr", "127.0.0.1:1"), ("gorums-client", "1")), "client peer"),
+        ((("gorums-addr", "127.0.0.1:1"), ("gorums-node-id", "0")), "client peer"),
+        ((("gorums-addr", "127.0.0.1:1"), ("gorums-node-id", "x")), "not a node ID"),
+        ((("gorums-addr", b"127.0.0.1:1"),), "must be text"),
+    ],
+)
+def test_identify_peer_reads_claims_as_the_interceptor_does(
+    metadata: tuple[tuple[str, str | bytes], ...], message: str
+) -> None:
+    with pytest.raises(InvalidAddressError, match=message):
+        identify_peer(FakeContext("ipv4:127.0.0.1:5", metadata))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [(), (("gorums-node-id", "2"),), (("gorums-client", "1"),), (("other", "x"),)],
+)
+def test_identify_peer_without_an_address_is_an_external_caller(
+    metadata: tuple[tuple[str, str], ...],
+) -> None:
+    assert identify_peer(FakeContext("ipv4:127.0.0.1:5", metadata)) == ""
+
+
 def test_identify_peer_never_resolves_names(monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
@@ -98,3 +133,4 @@ def test_identify_peer_never_resolves_names(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(InvalidAddressError):
         identify_peer(claim("ipv4:127.0.0.1:5", "example.com:80"))
     assert identify_peer(claim("ipv4:127.0.0.1:5", "127.0.0.1:80")) == "127.0.0.1:80"
+    assert identify_peer(claim("ipv4:127.0.0.1:5", "localhost:80")) == "127.0.0.1:80"

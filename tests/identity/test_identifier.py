@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from typing import Any
+
 import pytest
 
 from gorums_mw import PeerAddressMismatchError, PeerCertificateError
@@ -14,11 +18,14 @@ from gorums_mw._settings import NameResolution
 CONNECTION = "ipv4:127.0.0.1:50000"
 
 
-def identifier(nodes: dict[int, str], *, require_certificate: bool = False) -> Identifier:
-    book = AddressBook(
+def address_book(nodes: dict[int, str]) -> AddressBook:
+    return AddressBook(
         {node_id: parse_node_address(addr) for node_id, addr in nodes.items()}, NameResolution()
     )
-    return Identifier(book, require_certificate=require_certificate)
+
+
+def identifier(nodes: dict[int, str], *, require_certificate: bool = False) -> Identifier:
+    return Identifier(address_book(nodes), require_certificate=require_certificate)
 
 
 def claim(addr: str) -> Claim:
@@ -61,9 +68,16 @@ def test_a_refused_claim_is_refused_every_time() -> None:
             ident.identify(CONNECTION, claim("10.0.0.1:9001"), None)
 
 
-async def test_a_change_of_a_names_ips_forgets_what_was_remembered() -> None:
-    ident = identifier({1: "127.0.0.1:9001", 2: "localhost:9002"})
-    book = ident._book
+async def test_a_change_of_a_names_ips_forgets_what_was_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def resolve(host: str, port: object, **kwargs: object) -> list[tuple[Any, ...]]:
+        assert host == "replica-2.test"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", resolve)
+    book = address_book({1: "127.0.0.1:9001", 2: "replica-2.test:9002"})
+    ident = Identifier(book, require_certificate=False)
     await book.resolve_all()
     first = ident.identify(CONNECTION, claim("127.0.0.1:9002"), None)
     assert first.id == 2
