@@ -23,7 +23,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -251,6 +259,135 @@ def process_cpu(pid: int) -> float:
 def own_cpu() -> float:
     """CPU seconds this process has used (all threads)."""
     return time.process_time()
+
+
+# ---- CPU by thread ------------------------------------------------------------
+
+MAIN_THREAD: Final = "asyncio"
+"""Name given to a process's main thread (tid == pid), where our processes run asyncio."""
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """The CPU every thread of some processes had used at one moment:
+    ``(pid, tid) -> (thread name, ns)`` (``/proc/<pid>/task/<tid>/schedstat``)."""
+
+    threads: dict[tuple[int, int], tuple[str, int]]
+
+
+def cpu_snapshot(pids: Iterable[int]) -> CpuSnapshot:
+    """Read every thread of ``pids`` now. A process or thread that is gone is skipped."""
+    threads: dict[tuple[int, int], tuple[str, int]] = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for name in tids:
+            tid = int(name)
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+                    ns = int(stat.read().split()[0])
+                with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+                    label = comm.read().strip()
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # the thread ended meanwhile
+            if tid == pid:
+                label = MAIN_THREAD
+            elif label == "python":
+                label = "python (not main)"  # grpc.aio's poller; idle helper threads
+            threads[(pid, tid)] = (label, ns)
+    return CpuSnapshot(threads)
+
+
+@dataclass(frozen=True)
+class ThreadCpu:
+    """CPU of one or more processes split by thread: their main threads (where
+    asyncio runs: tid == pid), and every other thread by name (grpc's poller
+    thread, ``grpc_global_tim``, ``event_engine``, ...). In seconds, or in
+    µs per call after ``per_call``."""
+
+    main: float = 0.0
+    others: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def other(self) -> float:
+        """All threads but the main ones."""
+        return sum(self.others.values())
+
+    @property
+    def total(self) -> float:
+        return self.main + self.other
+
+    def per_call(self, calls: float) -> ThreadCpu:
+        """Seconds to µs per call."""
+        scale = 1e6 / max(calls, 1.0)
+        return ThreadCpu(self.main * scale, {k: v * scale for k, v in self.others.items()})
+
+    def __add__(self, more: ThreadCpu) -> ThreadCpu:
+        others = dict(self.others)
+        for name, value in more.others.items():
+            others[name] = others.get(name, 0.0) + value
+        return ThreadCpu(self.main + more.main, others)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"main": self.main, "others": self.others}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ThreadCpu:
+        return cls(float(data["main"]), {str(k): float(v) for k, v in data["others"].items()})
+
+
+def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> ThreadCpu:
+    """CPU used between two snapshots of the same processes, by thread. A thread
+    born in between counts from zero; one that ended in between is lost (grpc's
+    threads live as long as the process, so this does not happen in practice)."""
+    main = 0.0
+    others: dict[str, float] = {}
+    for key, (label, ns) in after.threads.items():
+        used = (ns - before.threads.get(key, (label, 0))[1]) / 1e9
+        if key[0] == key[1]:
+            main += used
+        else:
+            others[label] = others.get(label, 0.0) + used
+    return ThreadCpu(main, others)
+
+
+def thread_cells(cpu: Sequence[ThreadCpu], *, split: bool = True) -> list[object]:
+    """Table cells ``main, other threads, total`` (medians over ``cpu``, µs per call);
+    without ``split`` (a Go process: no asyncio thread), only the total."""
+    total = median([c.total for c in cpu])
+    if not split:
+        return ["-", "-", total]
+    return [median([c.main for c in cpu]), median([c.other for c in cpu]), total]
+
+
+def thread_names(cpu: Sequence[ThreadCpu]) -> str:
+    """The non-main threads' median µs per call by thread name, biggest first."""
+    names = {name for c in cpu for name in c.others}
+    medians = {name: median([c.others.get(name, 0.0) for c in cpu]) for name in names}
+    ranked = sorted(medians.items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {_cell(value)}" for name, value in ranked) or "-"
+
+
+# ---- event loops --------------------------------------------------------------
+
+LOOPS: Final = ("asyncio", "uvloop")
+"""Event loops a benchmark process can run on: ``asyncio``'s own, or uvloop
+(the ``uvloop`` extra). The library never picks one; a process opts in."""
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` to completion on event loop ``loop`` (one of ``LOOPS``)."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    elif loop == "asyncio":
+        asyncio.run(main)
+    else:
+        main.close()
+        raise ValueError(f"unknown event loop {loop!r}; one of {', '.join(LOOPS)}")
 
 
 # ---- statistics and tables ----------------------------------------------------
