@@ -1,6 +1,6 @@
 """Item 2: quorum calls over NodeStream against doing it by hand with plain grpc.aio.
 
-    .venv/bin/python -m bench.quorum [--rounds 6] [--seconds 0.6]
+    .venv/bin/python -m bench.quorum [--rounds 6] [--seconds 0.6] [--thread-names]
 
 Setup: five replica processes and this process as the coordinator (node 1),
 all on loopback. Each replica runs
@@ -31,6 +31,11 @@ the Go client's own, its CPU that of the client process and the servers.
 
 Rounds alternate the variants in rotating order; throughput ratios are taken
 against ``plain`` in the same round (median over rounds), latencies pooled.
+
+A second table splits CPU per call by thread: the main (asyncio) thread of
+the coordinator and of the replicas (summed) against all their other threads
+(grpc's poller, timer and event-engine threads); ``--thread-names`` breaks the
+latter down by thread name. Go processes are given as a total.
 """
 
 from __future__ import annotations
