@@ -269,15 +269,16 @@ MAIN_THREAD: Final = "asyncio"
 
 @dataclass(frozen=True)
 class CpuSnapshot:
-    """The CPU every thread of some processes had used at one moment:
-    ``(pid, tid) -> (thread name, ns)`` (``/proc/<pid>/task/<tid>/schedstat``)."""
+    """The CPU every thread of some processes had used at one moment, and how many
+    times each had been given a CPU: ``(pid, tid) -> (thread name, ns, runs)``
+    (``/proc/<pid>/task/<tid>/schedstat``: time on CPU, time waiting, timeslices)."""
 
-    threads: dict[tuple[int, int], tuple[str, int]]
+    threads: dict[tuple[int, int], tuple[str, int, int]]
 
 
 def cpu_snapshot(pids: Iterable[int]) -> CpuSnapshot:
     """Read every thread of ``pids`` now. A process or thread that is gone is skipped."""
-    threads: dict[tuple[int, int], tuple[str, int]] = {}
+    threads: dict[tuple[int, int], tuple[str, int, int]] = {}
     for pid in pids:
         try:
             tids = os.listdir(f"/proc/{pid}/task")
@@ -287,7 +288,7 @@ def cpu_snapshot(pids: Iterable[int]) -> CpuSnapshot:
             tid = int(name)
             try:
                 with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
-                    ns = int(stat.read().split()[0])
+                    fields = stat.read().split()
                 with open(f"/proc/{pid}/task/{tid}/comm") as comm:
                     label = comm.read().strip()
             except (FileNotFoundError, ProcessLookupError):
@@ -296,7 +297,7 @@ def cpu_snapshot(pids: Iterable[int]) -> CpuSnapshot:
                 label = MAIN_THREAD
             elif label == "python":
                 label = "python (not main)"  # grpc.aio's poller; idle helper threads
-            threads[(pid, tid)] = (label, ns)
+            threads[(pid, tid)] = (label, int(fields[0]), int(fields[2]))
     return CpuSnapshot(threads)
 
 
@@ -305,10 +306,12 @@ class ThreadCpu:
     """CPU of one or more processes split by thread: their main threads (where
     asyncio runs: tid == pid), and every other thread by name (grpc's poller
     thread, ``grpc_global_tim``, ``event_engine``, ...). In seconds, or in
-    µs per call after ``per_call``."""
+    µs per call after ``per_call``. ``runs``: how many times any of the threads
+    was given a CPU (mostly wake-ups; per call after ``per_call``)."""
 
     main: float = 0.0
     others: dict[str, float] = field(default_factory=dict)
+    runs: float = 0.0
 
     @property
     def other(self) -> float:
@@ -321,21 +324,24 @@ class ThreadCpu:
 
     def per_call(self, calls: float) -> ThreadCpu:
         """Seconds to µs per call."""
-        scale = 1e6 / max(calls, 1.0)
-        return ThreadCpu(self.main * scale, {k: v * scale for k, v in self.others.items()})
+        calls = max(calls, 1.0)
+        scale = 1e6 / calls
+        others = {k: v * scale for k, v in self.others.items()}
+        return ThreadCpu(self.main * scale, others, self.runs / calls)
 
     def __add__(self, more: ThreadCpu) -> ThreadCpu:
         others = dict(self.others)
         for name, value in more.others.items():
             others[name] = others.get(name, 0.0) + value
-        return ThreadCpu(self.main + more.main, others)
+        return ThreadCpu(self.main + more.main, others, self.runs + more.runs)
 
     def to_json(self) -> dict[str, Any]:
-        return {"main": self.main, "others": self.others}
+        return {"main": self.main, "others": self.others, "runs": self.runs}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ThreadCpu:
-        return cls(float(data["main"]), {str(k): float(v) for k, v in data["others"].items()})
+        others = {str(k): float(v) for k, v in data["others"].items()}
+        return cls(float(data["main"]), others, float(data.get("runs", 0.0)))
 
 
 def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> ThreadCpu:
@@ -344,22 +350,26 @@ def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> ThreadCpu:
     threads live as long as the process, so this does not happen in practice)."""
     main = 0.0
     others: dict[str, float] = {}
-    for key, (label, ns) in after.threads.items():
-        used = (ns - before.threads.get(key, (label, 0))[1]) / 1e9
+    runs = 0
+    for key, (label, ns, slices) in after.threads.items():
+        _, ns0, slices0 = before.threads.get(key, (label, 0, 0))
+        runs += slices - slices0
         if key[0] == key[1]:
-            main += used
+            main += (ns - ns0) / 1e9
         else:
-            others[label] = others.get(label, 0.0) + used
-    return ThreadCpu(main, others)
+            others[label] = others.get(label, 0.0) + (ns - ns0) / 1e9
+    return ThreadCpu(main, others, runs)
 
 
 def thread_cells(cpu: Sequence[ThreadCpu], *, split: bool = True) -> list[object]:
-    """Table cells ``main, other threads, total`` (medians over ``cpu``, µs per call);
-    without ``split`` (a Go process: no asyncio thread), only the total."""
+    """Table cells ``main, other threads, total, runs`` (medians over ``cpu``, µs and
+    thread runs per call); without ``split`` (a Go process: no asyncio thread), the
+    main and other threads' cells are ``-``."""
     total = median([c.total for c in cpu])
+    runs = f"{median([c.runs for c in cpu]):.1f}"
     if not split:
-        return ["-", "-", total]
-    return [median([c.main for c in cpu]), median([c.other for c in cpu]), total]
+        return ["-", "-", total, runs]
+    return [median([c.main for c in cpu]), median([c.other for c in cpu]), total, runs]
 
 
 def thread_names(cpu: Sequence[ThreadCpu]) -> str:

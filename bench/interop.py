@@ -608,12 +608,13 @@ def report_cpu(samples: Samples, rows: Sequence[Row], show_names: bool) -> None:
             cells.append(line)
     headers = ["client -> servers", "in flight"]
     for side in ("client", "servers"):
-        headers += [f"{side} asyncio", f"{side} grpc threads", f"{side} total"]
+        headers += [f"{side} asyncio", f"{side} grpc threads", f"{side} total", f"{side} runs"]
     if show_names:
         headers += ["client grpc threads by name", "servers grpc threads by name"]
     print_table(
         "CPU µs per call by thread: the asyncio (main) thread and all others (grpc's poller"
-        " thread, timer, event engine); servers summed; Go processes as a total; medians",
+        " thread, timer, event engine); runs: times any thread got a CPU, per call;"
+        " servers summed; Go processes as a total; medians",
         headers,
         cells,
     )

@@ -502,12 +502,13 @@ def report_threads(results: Results, show_names: bool) -> None:
                 rows.append(row)
     headers = ["replicas", "in flight", "variant"]
     for side in ("coordinator", "replicas"):
-        headers += [f"{side} asyncio", f"{side} grpc threads", f"{side} total"]
+        headers += [f"{side} asyncio", f"{side} grpc threads", f"{side} total", f"{side} runs"]
     if show_names:
         headers += ["coordinator grpc threads by name", "replicas grpc threads by name"]
     print_table(
         "CPU µs per call by thread: the asyncio (main) thread and all others (grpc's poller"
-        " thread, timer, event engine); replicas summed; medians over rounds",
+        " thread, timer, event engine); runs: times any thread got a CPU, per call;"
+        " replicas summed; medians over rounds",
         headers,
         rows,
     )
