@@ -108,9 +108,8 @@ def _server_interceptors(kind: str, port: int) -> list[Any]:
     if kind == "bare":
         return []
     if kind == "gorums":
-        from gorums_mw.interceptors import PeerIdentityInterceptor
-
         from gorums_mw import InboundManager, with_nodes
+        from gorums_mw.interceptors import PeerIdentityInterceptor
 
         nodes = with_nodes({1: f"127.0.0.1:{port}", 2: CLIENT_CLAIM})
         return [PeerIdentityInterceptor(InboundManager(1, nodes))]

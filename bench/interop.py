@@ -58,7 +58,6 @@ from typing import Any, Final
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from gorums_mw.interceptors import PeerIdentityInterceptor
 from grpc import aio
 
 from bench._common import (
@@ -89,6 +88,7 @@ from gorums_mw import (
     add_node_stream_service,
     with_nodes,
 )
+from gorums_mw.interceptors import PeerIdentityInterceptor
 from gorums_mw.testing import free_ports
 from tests.interop import goproc
 from tests.interop.proto import storage_pb2_grpc
