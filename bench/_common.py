@@ -23,7 +23,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -251,6 +259,145 @@ def process_cpu(pid: int) -> float:
 def own_cpu() -> float:
     """CPU seconds this process has used (all threads)."""
     return time.process_time()
+
+
+# ---- CPU by thread ------------------------------------------------------------
+
+MAIN_THREAD: Final = "asyncio"
+"""Name given to a process's main thread (tid == pid), where our processes run asyncio."""
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """The CPU every thread of some processes had used at one moment, and how many
+    times each had been given a CPU: ``(pid, tid) -> (thread name, ns, runs)``
+    (``/proc/<pid>/task/<tid>/schedstat``: time on CPU, time waiting, timeslices)."""
+
+    threads: dict[tuple[int, int], tuple[str, int, int]]
+
+
+def cpu_snapshot(pids: Iterable[int]) -> CpuSnapshot:
+    """Read every thread of ``pids`` now. A process or thread that is gone is skipped."""
+    threads: dict[tuple[int, int], tuple[str, int, int]] = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for name in tids:
+            tid = int(name)
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+                    fields = stat.read().split()
+                with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+                    label = comm.read().strip()
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # the thread ended meanwhile
+            if tid == pid:
+                label = MAIN_THREAD
+            elif label == "python":
+                label = "python (not main)"  # grpc.aio's poller; idle helper threads
+            threads[(pid, tid)] = (label, int(fields[0]), int(fields[2]))
+    return CpuSnapshot(threads)
+
+
+@dataclass(frozen=True)
+class ThreadCpu:
+    """CPU of one or more processes split by thread: their main threads (where
+    asyncio runs: tid == pid), and every other thread by name (grpc's poller
+    thread, ``grpc_global_tim``, ``event_engine``, ...). In seconds, or in
+    µs per call after ``per_call``. ``runs``: how many times any of the threads
+    was given a CPU (mostly wake-ups; per call after ``per_call``)."""
+
+    main: float = 0.0
+    others: dict[str, float] = field(default_factory=dict)
+    runs: float = 0.0
+
+    @property
+    def other(self) -> float:
+        """All threads but the main ones."""
+        return sum(self.others.values())
+
+    @property
+    def total(self) -> float:
+        return self.main + self.other
+
+    def per_call(self, calls: float) -> ThreadCpu:
+        """Seconds to µs per call."""
+        calls = max(calls, 1.0)
+        scale = 1e6 / calls
+        others = {k: v * scale for k, v in self.others.items()}
+        return ThreadCpu(self.main * scale, others, self.runs / calls)
+
+    def __add__(self, more: ThreadCpu) -> ThreadCpu:
+        others = dict(self.others)
+        for name, value in more.others.items():
+            others[name] = others.get(name, 0.0) + value
+        return ThreadCpu(self.main + more.main, others, self.runs + more.runs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"main": self.main, "others": self.others, "runs": self.runs}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ThreadCpu:
+        others = {str(k): float(v) for k, v in data["others"].items()}
+        return cls(float(data["main"]), others, float(data.get("runs", 0.0)))
+
+
+def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> ThreadCpu:
+    """CPU used between two snapshots of the same processes, by thread. A thread
+    born in between counts from zero; one that ended in between is lost (grpc's
+    threads live as long as the process, so this does not happen in practice)."""
+    main = 0.0
+    others: dict[str, float] = {}
+    runs = 0
+    for key, (label, ns, slices) in after.threads.items():
+        _, ns0, slices0 = before.threads.get(key, (label, 0, 0))
+        runs += slices - slices0
+        if key[0] == key[1]:
+            main += (ns - ns0) / 1e9
+        else:
+            others[label] = others.get(label, 0.0) + (ns - ns0) / 1e9
+    return ThreadCpu(main, others, runs)
+
+
+def thread_cells(cpu: Sequence[ThreadCpu], *, split: bool = True) -> list[object]:
+    """Table cells ``main, other threads, total, runs`` (medians over ``cpu``, µs and
+    thread runs per call); without ``split`` (a Go process: no asyncio thread), the
+    main and other threads' cells are ``-``."""
+    total = median([c.total for c in cpu])
+    runs = f"{median([c.runs for c in cpu]):.1f}"
+    if not split:
+        return ["-", "-", total, runs]
+    return [median([c.main for c in cpu]), median([c.other for c in cpu]), total, runs]
+
+
+def thread_names(cpu: Sequence[ThreadCpu]) -> str:
+    """The non-main threads' median µs per call by thread name, biggest first."""
+    names = {name for c in cpu for name in c.others}
+    medians = {name: median([c.others.get(name, 0.0) for c in cpu]) for name in names}
+    ranked = sorted(medians.items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {_cell(value)}" for name, value in ranked) or "-"
+
+
+# ---- event loops --------------------------------------------------------------
+
+LOOPS: Final = ("asyncio", "uvloop")
+"""Event loops a benchmark process can run on: ``asyncio``'s own, or uvloop
+(the ``uvloop`` extra). The library never picks one; a process opts in."""
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` to completion on event loop ``loop`` (one of ``LOOPS``)."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    elif loop == "asyncio":
+        asyncio.run(main)
+    else:
+        main.close()
+        raise ValueError(f"unknown event loop {loop!r}; one of {', '.join(LOOPS)}")
 
 
 # ---- statistics and tables ----------------------------------------------------

@@ -1,6 +1,7 @@
 """Item 5: gorums-mw next to the real Go Gorums, in every direction.
 
     .venv/bin/python -m bench.interop [--rounds 3] [--seconds 2] [--go-peer PATH]
+        [--loops asyncio,uvloop] [--thread-names]
 
 Three servers, and a client making majority quorum calls of upstream's
 ``WriteQC`` (``proto.Storage``, a 16-byte value) with 1 and 64 calls in
@@ -18,6 +19,20 @@ flight; servers and the client each in their own process, on loopback:
   stream per server echoing each message, and a client that writes each call
   to the three streams and returns once two echoes with its ID are back;
   ``, batched``: each write carries every message queued by then.
+
+With ``--loops asyncio,uvloop``, the ``gorums-mw -> gorums-mw`` and
+``grpc.aio limit`` rows also run with every Python process of the row (client
+and servers) on uvloop, in the same rounds: rows ``..., uvloop``.
+
+Every row also gives CPU per call, split by thread: the asyncio (main) thread
+of the Python processes against all their other threads (grpc's poller,
+timer and event-engine threads), for the client and summed over the three
+servers; Go processes only as a total. A Python client reads its own and the
+servers' ``/proc/<pid>/task/*/schedstat`` at the two ends of its measured
+window; for Go's ``bench`` client the driver reads them at fixed times inside
+its warm-up and measured window (no start-up or connection in them), and
+divides by its call rate over that time. A last table gives the ratios the
+targets of issue 21 use.
 
 The Go peer comes from ``--go-peer``, else ``GORUMS_GO_PEER``, else
 ``../shared/interop/go-peer/gorums-go-peer`` beside the repository. Each
@@ -37,7 +52,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -46,16 +61,24 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 from bench._common import (
+    LOOPS,
     Child,
     Context,
+    CpuSnapshot,
+    ThreadCpu,
     add_nice_option,
     announce,
     apply_nice,
+    cpu_between,
+    cpu_snapshot,
     machine,
     median,
     print_table,
+    run_on,
     spawn,
     spread,
+    thread_cells,
+    thread_names,
     until_stdin_closes,
 )
 from gorums_mw import (
@@ -76,17 +99,46 @@ SIZE: Final = 3
 VALUE: Final = "x" * 16
 CONCURRENCY: Final = (1, 64)
 GO_GO: Final = "Go -> Go"
+OURS: Final = "gorums-mw -> gorums-mw"
 LIMIT: Final = "grpc.aio limit"
 BATCHED_LIMIT: Final = "grpc.aio limit, batched"
-ROWS: Final = (
-    GO_GO,
-    "gorums-mw -> gorums-mw",
-    "gorums-mw -> gorums-mw, plain",
-    "Go -> gorums-mw",
-    "gorums-mw -> Go",
-    LIMIT,
-    BATCHED_LIMIT,
+GO: Final = "go"
+"""A row's client or servers are the Go peer."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """A table row: which client (``GO`` or one of ``CLIENTS``) against which
+    servers (``GO``, ``gorums`` or ``raw``), the Python processes on ``loop``."""
+
+    label: str
+    client: str
+    servers: str
+    loop: str = "asyncio"
+
+
+BASE_ROWS: Final = (
+    Row(GO_GO, GO, GO),
+    Row(OURS, "gorums", "gorums"),
+    Row(f"{OURS}, plain", "gorums-plain", "gorums"),
+    Row("Go -> gorums-mw", GO, "gorums"),
+    Row("gorums-mw -> Go", "gorums", GO),
+    Row(LIMIT, "raw", "raw"),
+    Row(BATCHED_LIMIT, "raw-batched", "raw"),
 )
+
+
+def rows_for(loops: Sequence[str]) -> list[Row]:
+    """The rows, with ``gorums-mw -> gorums-mw`` and ``grpc.aio limit`` again on each
+    loop but asyncio (the others stay on asyncio)."""
+    rows = list(BASE_ROWS)
+    for loop in loops:
+        if loop != "asyncio":
+            rows.append(Row(f"{OURS}, {loop}", "gorums", "gorums", loop))
+            rows.append(Row(f"{LIMIT}, {loop}", "raw", "raw", loop))
+    return rows
+
+
 LENGTH_BYTES: Final = 4
 CLIENTS: Final = ("gorums", "gorums-plain", "raw", "raw-batched")
 ECHO_SERVICE: Final = "bench.RawEcho"
@@ -230,9 +282,13 @@ class RawQuorum:
         await asyncio.gather(*(channel.close(None) for channel in self.channels))
 
 
-async def run_client(kind: str, addrs: Sequence[str], conc: int, seconds: float) -> None:
+async def run_client(
+    kind: str, addrs: Sequence[str], conc: int, seconds: float, cpu_pids: Sequence[int] = ()
+) -> None:
     """Quorum calls for ``seconds`` with ``conc`` in flight; print ``RESULT <json>``
-    with the fields Go's ``bench`` prints."""
+    with the fields Go's ``bench`` prints, and CPU per call by thread (µs) over the
+    measured window: this process's (``client``) and the processes ``cpu_pids``'
+    (``servers``)."""
     nodes = with_nodes({i: addr for i, addr in enumerate(addrs, start=1)})
     dialer = (
         OutboundManager(nodes, batching=kind == "gorums")
@@ -257,7 +313,10 @@ async def run_client(kind: str, addrs: Sequence[str], conc: int, seconds: float)
         for _ in range(20):  # connected: warm up
             await call()
         await _load(call, conc, 0.5)
+        me = [os.getpid()]
+        s0, c0 = cpu_snapshot(cpu_pids), cpu_snapshot(me)
         latencies, errors, elapsed = await _load(call, conc, seconds)
+        c1, s1 = cpu_snapshot(me), cpu_snapshot(cpu_pids)
     finally:
         if dialer is not None:
             await dialer.stop()
@@ -276,6 +335,8 @@ async def run_client(kind: str, addrs: Sequence[str], conc: int, seconds: float)
         "p50_ms": pct(0.5),
         "p99_ms": pct(0.99),
         "conc": conc,
+        "client": cpu_between(c0, c1).per_call(len(latencies)).to_json(),
+        "servers": cpu_between(s0, s1).per_call(len(latencies)).to_json(),
     }
     print("RESULT", json.dumps(result), flush=True)
 
@@ -310,6 +371,28 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    client: ThreadCpu = field(default_factory=ThreadCpu)  # µs per call
+    servers: ThreadCpu = field(default_factory=ThreadCpu)  # µs per call, summed
+
+    @classmethod
+    def parse(cls, output: str) -> Result | None:
+        """From a client's ``RESULT <json>`` line, if ``output`` has one."""
+        for line in output.splitlines():
+            if line.startswith("RESULT "):
+                data: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+                cpu = {
+                    side: ThreadCpu.from_json(data[side]) if side in data else ThreadCpu()
+                    for side in ("client", "servers")
+                }
+                return cls(
+                    data["rate"],
+                    data["p50_ms"],
+                    data["p99_ms"],
+                    data["errors"],
+                    cpu["client"],
+                    cpu["servers"],
+                )
+        return None
 
 
 def go_peer_path(option: str | None) -> Path:
@@ -347,52 +430,121 @@ def measure(command: Sequence[str], conc: int, seconds: float) -> Result:
         check=False,
         env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
     )
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            data: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-            return Result(data["rate"], data["p50_ms"], data["p99_ms"], data["errors"])
-    raise RuntimeError(f"{command[:3]} gave no RESULT: {done.stdout!r} {done.stderr[-2000:]!r}")
+    result = Result.parse(done.stdout)
+    if result is None:
+        raise RuntimeError(f"{command[:3]} gave no RESULT: {done.stdout!r} {done.stderr[-2000:]!r}")
+    return result
 
 
-def drive(go_peer: Path, rounds: int, seconds: float) -> None:
+GO_WARMUP: Final = 1.0
+"""Seconds Go's ``bench`` warms up (its ``--warmup``) before its measured window."""
+GO_SETTLED: Final = 0.5
+"""Seconds after starting Go's ``bench`` when it has started and connected (it runs
+calls from then on: its warm-up, then its measured window)."""
+GO_END_MARGIN: Final = 0.05
+"""Seconds before the end of its measured window when the driver reads its CPU."""
+
+
+def measure_go(command: Sequence[str], conc: int, seconds: float, servers: Sequence[int]) -> Result:
+    """Run Go's ``bench`` client, ``command``; parse its ``RESULT`` line. CPU by
+    thread of it and of the processes ``servers``, per call: read at fixed times
+    after its start and connection and before the end of its measured window
+    (the window is ``GO_WARMUP`` s after its first call; its warm-up calls are
+    calls like any other), over its measured call rate times the time between."""
+    proc = subprocess.Popen(
+        [
+            *command,
+            *("--conc", str(conc), "--seconds", str(seconds), "--warmup", str(GO_WARMUP)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
+    )
+    started = time.perf_counter()
+    try:
+        time.sleep(GO_SETTLED)
+        s0, c0, t0 = cpu_snapshot(servers), cpu_snapshot([proc.pid]), time.perf_counter()
+        time.sleep(max(0.0, started + GO_WARMUP + seconds - GO_END_MARGIN - t0))
+        t1, c1, s1 = time.perf_counter(), cpu_snapshot([proc.pid]), cpu_snapshot(servers)
+        out, err = proc.communicate(timeout=seconds + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = Result.parse(out)
+    if result is None:
+        raise RuntimeError(f"{command[:3]} gave no RESULT: {out!r} {err[-2000:]!r}")
+    calls = result.rate * (t1 - t0)
+    result.client = _cpu(c0, c1, calls)
+    result.servers = _cpu(s0, s1, calls)
+    return result
+
+
+def _cpu(before: CpuSnapshot, after: CpuSnapshot, calls: float) -> ThreadCpu:
+    return cpu_between(before, after).per_call(calls)
+
+
+def spawn_servers(kind: str, loop: str, go_peer: Path) -> list[Child]:
+    """Three servers of ``kind`` (``GO``, ``gorums``, ``raw``), Python ones on ``loop``."""
+    if kind == GO:
+        return [spawn_go(go_peer, i) for i in range(1, SIZE + 1)]
+    on = ("--loop", loop)
+    if kind == "raw":
+        return [
+            spawn(f"raw {i} ({loop})", "bench.interop", "--serve", "raw", *on)
+            for i in range(1, SIZE + 1)
+        ]
+    return [
+        spawn(
+            f"gorums {i} ({loop})",
+            "bench.interop",
+            *("--serve", "gorums", "--id", str(i), "--addrs", a, *on),
+        )
+        for i, a in enumerate((f"127.0.0.1:{p}" for p in free_ports(SIZE)), start=1)
+    ]
+
+
+Samples = dict[tuple[str, int], list[Result]]
+
+
+def drive(
+    go_peer: Path, rounds: int, seconds: float, loops: Sequence[str], show_names: bool
+) -> None:
+    rows = rows_for(loops)
     children: list[Child] = []
     try:
-        go = [spawn_go(go_peer, i) for i in range(1, SIZE + 1)]
-        py = [
-            spawn(f"gorums {i}", "bench.interop", "--serve", "gorums", "--id", str(i), "--addrs", a)
-            for i, a in enumerate((f"127.0.0.1:{p}" for p in free_ports(SIZE)), start=1)
-        ]
-        raw = [spawn(f"raw {i}", "bench.interop", "--serve", "raw") for i in range(1, SIZE + 1)]
-        children = [*go, *py, *raw]
-        go_addrs = ",".join(child.info["addr"] for child in go)
-        py_addrs = ",".join(child.info["addr"] for child in py)
-        raw_addrs = ",".join(child.info["addr"] for child in raw)
-        python = [sys.executable, "-m", "bench.interop", "--client"]
-        commands = {
-            GO_GO: [str(go_peer), "bench", "--addrs", go_addrs],
-            "gorums-mw -> gorums-mw": [*python, "gorums", "--addrs", py_addrs],
-            "gorums-mw -> gorums-mw, plain": [*python, "gorums-plain", "--addrs", py_addrs],
-            "Go -> gorums-mw": [str(go_peer), "bench", "--addrs", py_addrs],
-            "gorums-mw -> Go": [*python, "gorums", "--addrs", go_addrs],
-            LIMIT: [*python, "raw", "--addrs", raw_addrs],
-            BATCHED_LIMIT: [*python, "raw-batched", "--addrs", raw_addrs],
-        }
-        samples: dict[tuple[str, int], list[Result]] = {}
+        servers: dict[tuple[str, str], list[Child]] = {}
+        for row in rows:
+            key = (row.servers, "asyncio" if row.servers == GO else row.loop)
+            if key not in servers:
+                servers[key] = spawn_servers(row.servers, row.loop, go_peer)
+                children += servers[key]
+
+        def run(row: Row, conc: int) -> Result:
+            group = servers[(row.servers, "asyncio" if row.servers == GO else row.loop)]
+            addrs = ",".join(child.info["addr"] for child in group)
+            pids = [child.proc.pid for child in group]
+            if row.client == GO:
+                return measure_go([str(go_peer), "bench", "--addrs", addrs], conc, seconds, pids)
+            python = [sys.executable, "-m", "bench.interop", "--client", row.client]
+            python += ["--loop", row.loop, "--cpu-pids", ",".join(map(str, pids))]
+            return measure([*python, "--addrs", addrs], conc, seconds)
+
+        samples: Samples = {}
         for index in range(rounds):
             for conc in CONCURRENCY:
-                shift = (index + conc) % len(ROWS)
-                for row in ROWS[shift:] + ROWS[:shift]:
-                    samples.setdefault((row, conc), []).append(
-                        measure(commands[row], conc, seconds)
-                    )
+                shift = (index + conc) % len(rows)
+                for row in rows[shift:] + rows[:shift]:
+                    samples.setdefault((row.label, conc), []).append(run(row, conc))
             print(f"round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
     finally:
         for child in children:
             child.stop()
-    report(samples, rounds)
+    report(samples, rounds, rows, show_names)
 
 
-def report(samples: dict[tuple[str, int], list[Result]], rounds: int) -> None:
+def report(samples: Samples, rounds: int, rows: Sequence[Row], show_names: bool = False) -> None:
     print(machine())
 
     def ratio(row: str, base: str) -> str:
@@ -401,19 +553,19 @@ def report(samples: dict[tuple[str, int], list[Result]], rounds: int) -> None:
         ratios = [mine.rate / theirs.rate for mine, theirs in pairs]
         return f"{median(ratios):.2f} ({spread(ratios)})"
 
-    rows: list[list[object]] = []
-    for row in ROWS:
-        one = samples[(row, 1)]
-        many = samples[(row, 64)]
-        rows.append(
+    cells: list[list[object]] = []
+    for row in rows:
+        one = samples[(row.label, 1)]
+        many = samples[(row.label, 64)]
+        cells.append(
             [
-                row,
+                row.label,
                 median([s.p50_ms for s in one]),
                 median([s.p99_ms for s in one]),
                 median([s.rate for s in many]),
-                ratio(row, GO_GO),
-                ratio(row, LIMIT),
-                ratio(row, BATCHED_LIMIT),
+                ratio(row.label, GO_GO),
+                ratio(row.label, LIMIT),
+                ratio(row.label, BATCHED_LIMIT),
                 median([s.p50_ms for s in many]),
                 median([s.p99_ms for s in many]),
                 sum(s.errors for s in (*one, *many)),
@@ -433,7 +585,94 @@ def report(samples: dict[tuple[str, int], list[Result]], rounds: int) -> None:
             "p99 ms @64",
             "errors",
         ],
-        rows,
+        cells,
+    )
+    report_cpu(samples, rows, show_names)
+    report_targets(samples, rows)
+
+
+def report_cpu(samples: Samples, rows: Sequence[Row], show_names: bool) -> None:
+    """CPU µs per call by thread, client and servers, at each concurrency."""
+    cells: list[list[object]] = []
+    for conc in CONCURRENCY:
+        for row in rows:
+            runs = samples[(row.label, conc)]
+            client = [s.client for s in runs]
+            servers = [s.servers for s in runs]
+            line: list[object] = [row.label, conc]
+            line += thread_cells(client, split=row.client != GO)
+            line += thread_cells(servers, split=row.servers != GO)
+            if show_names:
+                line.append(thread_names(client) if row.client != GO else "-")
+                line.append(thread_names(servers) if row.servers != GO else "-")
+            cells.append(line)
+    headers = ["client -> servers", "in flight"]
+    for side in ("client", "servers"):
+        headers += [f"{side} asyncio", f"{side} grpc threads", f"{side} total", f"{side} runs"]
+    if show_names:
+        headers += ["client grpc threads by name", "servers grpc threads by name"]
+    print_table(
+        "CPU µs per call by thread: the asyncio (main) thread and all others (grpc's poller"
+        " thread, timer, event engine); runs: times any thread got a CPU, per call;"
+        " servers summed; Go processes as a total; medians",
+        headers,
+        cells,
+    )
+
+
+def report_targets(samples: Samples, rows: Sequence[Row]) -> None:
+    """Issue 21's ratios for each ``gorums-mw -> gorums-mw`` row, per round, then the
+    median (min-max): p50 at 1 in flight over the raw fan-out's (the ``grpc.aio
+    limit`` row on the same loop, and on asyncio) and over Go -> Go's; calls/s at
+    64 over Go -> Go's; client CPU per call at 1 in flight over Go's client's and
+    over the raw fan-out client's.
+    The raw fan-out's own rows follow: what the stack allows by the same measures."""
+
+    def ratio(
+        mine: Sequence[Result], base: Sequence[Result], key: Callable[[Result], float]
+    ) -> str:
+        ratios = [key(a) / key(b) for a, b in zip(mine, base, strict=True) if key(b) > 0]
+        return f"{median(ratios):.2f} ({spread(ratios)})" if ratios else "-"
+
+    def p50(result: Result) -> float:
+        return result.p50_ms
+
+    def rate(result: Result) -> float:
+        return result.rate
+
+    def client_cpu(result: Result) -> float:
+        return result.client.total
+
+    loops = sorted({row.loop for row in rows}, key=LOOPS.index)
+    cells: list[list[object]] = []
+    chosen = [row for row in rows if row.client == row.servers == "gorums"]
+    chosen += [row for row in rows if row.client == row.servers == "raw"]
+    for row in chosen:
+        one, many = samples[(row.label, 1)], samples[(row.label, 64)]
+        limit = LIMIT if row.loop == "asyncio" else f"{LIMIT}, {row.loop}"
+        line: list[object] = [row.label, ratio(one, samples[(limit, 1)], p50)]
+        if len(loops) > 1:
+            line.append(ratio(one, samples[(LIMIT, 1)], p50))
+        line += [
+            ratio(one, samples[(GO_GO, 1)], p50),
+            ratio(many, samples[(GO_GO, 64)], rate),
+            ratio(one, samples[(GO_GO, 1)], client_cpu),
+            ratio(one, samples[(limit, 1)], client_cpu),
+        ]
+        cells.append(line)
+    headers = ["client -> servers", "p50 @1 x raw fan-out, same loop (target <= 1.25)"]
+    if len(loops) > 1:
+        headers.append("p50 @1 x raw fan-out on asyncio")
+    headers += [
+        "p50 @1 x Go -> Go (target <= 4)",
+        "calls/s @64 x Go -> Go (target >= 0.75)",
+        "client CPU/call @1 x Go client's (target <= 2)",
+        "client CPU/call @1 x raw fan-out's, same loop",
+    ]
+    print_table(
+        "Issue 21 targets: ratios per round, median (min-max); raw fan-out = grpc.aio limit",
+        headers,
+        cells,
     )
 
 
@@ -447,17 +686,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per run")
     parser.add_argument("--go-peer", help="the gorums-go-peer binary")
+    parser.add_argument(
+        "--loops",
+        default="asyncio",
+        help="comma-separated event loops (asyncio, uvloop): the gorums-mw -> gorums-mw and"
+        " grpc.aio limit rows run again on each loop but asyncio, in the same rounds",
+    )
+    parser.add_argument(
+        "--thread-names",
+        action="store_true",
+        help="also break the non-main threads' CPU down by thread name",
+    )
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio", help=argparse.SUPPRESS)
+    parser.add_argument("--cpu-pids", default="", help=argparse.SUPPRESS)
     add_nice_option(parser)
     args = parser.parse_args(argv)
     apply_nice(args.nice)
     if args.serve == "gorums":
-        asyncio.run(serve_gorums(args.id, args.addrs))
+        run_on(args.loop, serve_gorums(args.id, args.addrs))
     elif args.serve == "raw":
-        asyncio.run(serve_raw())
+        run_on(args.loop, serve_raw())
     elif args.client:
-        asyncio.run(run_client(args.client, args.addrs.split(","), args.conc, args.seconds))
+        pids = [int(pid) for pid in args.cpu_pids.split(",") if pid]
+        addrs = args.addrs.split(",")
+        run_on(args.loop, run_client(args.client, addrs, args.conc, args.seconds, pids))
     else:
-        drive(go_peer_path(args.go_peer), args.rounds, args.seconds)
+        loops = [loop.strip() for loop in args.loops.split(",") if loop.strip()]
+        unknown = [loop for loop in loops if loop not in LOOPS]
+        if unknown or "asyncio" not in loops:
+            parser.error(f"--loops: a list of {', '.join(LOOPS)}, with asyncio (the baseline)")
+        drive(go_peer_path(args.go_peer), args.rounds, args.seconds, loops, args.thread_names)
 
 
 if __name__ == "__main__":

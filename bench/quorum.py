@@ -1,6 +1,6 @@
 """Item 2: quorum calls over NodeStream against doing it by hand with plain grpc.aio.
 
-    .venv/bin/python -m bench.quorum [--rounds 6] [--seconds 0.6]
+    .venv/bin/python -m bench.quorum [--rounds 6] [--seconds 0.6] [--thread-names]
 
 Setup: five replica processes and this process as the coordinator (node 1),
 all on loopback. Each replica runs
@@ -31,6 +31,11 @@ the Go client's own, its CPU that of the client process and the servers.
 
 Rounds alternate the variants in rotating order; throughput ratios are taken
 against ``plain`` in the same round (median over rounds), latencies pooled.
+
+A second table splits CPU per call by thread: the main (asyncio) thread of
+the coordinator and of the replicas (summed) against all their other threads
+(grpc's poller, timer and event-engine threads); ``--thread-names`` breaks the
+latter down by thread name. Go processes are given as a total.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import resource
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -56,20 +61,24 @@ from bench._common import (
     SAY_METHOD,
     Child,
     Payload,
+    ThreadCpu,
     UnaryCall,
     add_nice_option,
     announce,
     apply_nice,
     bench_handler,
+    cpu_between,
+    cpu_snapshot,
     machine,
     median,
-    own_cpu,
     percentile,
     print_table,
     say_stub,
     spawn,
     spread,
     stop_all,
+    thread_cells,
+    thread_names,
     until_stdin_closes,
 )
 from gorums_mw import (
@@ -158,11 +167,19 @@ async def plain_quorum(stubs: Sequence[UnaryCall], request: Payload) -> list[Pay
 class Sample:
     rate: float
     latencies: list[float]
-    coordinator_us: float  # coordinator CPU per quorum call
-    replicas_us: float  # CPU of all replicas per quorum call
+    coordinator: ThreadCpu  # coordinator CPU per quorum call (µs), by thread
+    replicas: ThreadCpu  # CPU of all replicas per quorum call (µs), by thread
     batch: float | None = None  # NodeStream messages per gRPC message the coordinator wrote
     p50: float | None = None  # set when the client measured its own (the Go peer)
     p99: float | None = None
+
+    @property
+    def coordinator_us(self) -> float:
+        return self.coordinator.total
+
+    @property
+    def replicas_us(self) -> float:
+        return self.replicas.total
 
 
 @dataclass
@@ -190,21 +207,29 @@ async def load(
                 latencies.append(time.perf_counter() - start)
 
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    pids = [r.proc.pid for r in replicas]
+    me = [os.getpid()]
     try:
         await asyncio.sleep(warmup)
-        r0, c0, t0 = sum(r.cpu() for r in replicas), own_cpu(), time.perf_counter()
+        r0, c0, t0 = cpu_snapshot(pids), cpu_snapshot(me), time.perf_counter()
         w0, m0 = sum(s.writes for s in streams), sum(s.sent for s in streams)
         recording = True
         await asyncio.sleep(seconds)
         recording = False
-        r1, c1, t1 = sum(r.cpu() for r in replicas), own_cpu(), time.perf_counter()
+        t1, c1, r1 = time.perf_counter(), cpu_snapshot(me), cpu_snapshot(pids)
         w1, m1 = sum(s.writes for s in streams), sum(s.sent for s in streams)
     finally:
         running = False
         await asyncio.gather(*workers)
     n = max(1, len(latencies))
     batch = (m1 - m0) / max(1, w1 - w0) if streams else None
-    return Sample(n / (t1 - t0), latencies, (c1 - c0) / n * 1e6, (r1 - r0) / n * 1e6, batch)
+    return Sample(
+        n / (t1 - t0),
+        latencies,
+        cpu_between(c0, c1).per_call(n),
+        cpu_between(r0, r1).per_call(n),
+        batch,
+    )
 
 
 @dataclass
@@ -256,7 +281,7 @@ async def cluster(replicas: int) -> AsyncIterator[Cluster]:
         await server.stop(None)
 
 
-async def drive(rounds: int, seconds: float) -> None:
+async def drive(rounds: int, seconds: float, show_names: bool = False) -> None:
     async with cluster(REPLICAS) as running:
         manager = running.manager
         await manager.wait_for_config(lambda c: len(c) == REPLICAS, timeout=30)
@@ -283,7 +308,7 @@ async def drive(rounds: int, seconds: float) -> None:
         finally:
             for channel in channels:
                 await channel.close(None)
-    report(results)
+    report(results, show_names)
 
 
 async def run_rounds(
@@ -368,18 +393,17 @@ class GoPeer:
 
     def measure(self, size: int, concurrency: int, seconds: float) -> Sample:
         addrs = ",".join(child.info["addr"] for child in self.servers[:size])
-        s0 = sum(child.cpu() for child in self.servers)
-        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = interop.measure([str(self.path), "bench", "--addrs", addrs], concurrency, seconds)
-        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        s1 = sum(child.cpu() for child in self.servers)
-        calls = max(1.0, result.rate * (seconds + 0.5))  # its bench warms up for 0.5 s
-        client = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
+        result = interop.measure_go(
+            [str(self.path), "bench", "--addrs", addrs],
+            concurrency,
+            seconds,
+            [child.proc.pid for child in self.servers],
+        )
         return Sample(
             result.rate,
             [],
-            client / calls * 1e6,
-            (s1 - s0) / calls * 1e6,
+            result.client,
+            result.servers,
             None,
             result.p50_ms / 1e3,
             result.p99_ms / 1e3,
@@ -399,7 +423,7 @@ def _batched(node: Node) -> bool:
     return isinstance(node.channel, StreamEndpoint) and node.channel.batched
 
 
-def report(results: Results) -> None:
+def report(results: Results, show_names: bool = False) -> None:
     print(machine())
     rows: list[list[object]] = []
     for size in SIZES:
@@ -456,6 +480,38 @@ def report(results: Results) -> None:
         ],
         rows,
     )
+    report_threads(results, show_names)
+
+
+def report_threads(results: Results, show_names: bool) -> None:
+    """CPU per call by thread: the asyncio (main) thread against grpc's threads."""
+    rows: list[list[object]] = []
+    for size in SIZES:
+        for concurrency in CONCURRENCY:
+            for variant in (*VARIANTS, "Go"):
+                samples = results.samples.get((size, concurrency, variant), [])
+                if not samples:
+                    continue
+                python = variant != "Go"  # Go has no asyncio thread: its total only
+                row: list[object] = [size, concurrency, variant]
+                row += thread_cells([s.coordinator for s in samples], split=python)
+                row += thread_cells([s.replicas for s in samples], split=python)
+                if show_names:
+                    row.append(thread_names([s.coordinator for s in samples]) if python else "-")
+                    row.append(thread_names([s.replicas for s in samples]) if python else "-")
+                rows.append(row)
+    headers = ["replicas", "in flight", "variant"]
+    for side in ("coordinator", "replicas"):
+        headers += [f"{side} asyncio", f"{side} grpc threads", f"{side} total", f"{side} runs"]
+    if show_names:
+        headers += ["coordinator grpc threads by name", "replicas grpc threads by name"]
+    print_table(
+        "CPU µs per call by thread: the asyncio (main) thread and all others (grpc's poller"
+        " thread, timer, event engine); runs: times any thread got a CPU, per call;"
+        " replicas summed; medians over rounds",
+        headers,
+        rows,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -465,6 +521,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--plain-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=0.6, help="measured seconds per run")
+    parser.add_argument(
+        "--thread-names",
+        action="store_true",
+        help="also break the non-main threads' CPU down by thread name",
+    )
     add_nice_option(parser)
     args = parser.parse_args(argv)
     apply_nice(args.nice)
@@ -476,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
         return
-    asyncio.run(drive(args.rounds, args.seconds))
+    asyncio.run(drive(args.rounds, args.seconds, args.thread_names))
 
 
 if __name__ == "__main__":
