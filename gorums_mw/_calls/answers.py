@@ -4,8 +4,7 @@ and the small iterators that reshape a stream of answers."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
@@ -23,9 +22,9 @@ each reply; the first result that is not None ends the call."""
 _CODES: Final[Mapping[int, grpc.StatusCode]] = {code.value[0]: code for code in grpc.StatusCode}
 
 
-@dataclass(frozen=True, slots=True)
-class NodeReply(Generic[R]):
-    """One node's answer to a call on a configuration: a value or an error.
+class NodeReply(NamedTuple, Generic[R]):
+    """One node's answer to a call on a configuration: a value or an error
+    (an immutable tuple of the three).
 
     Attributes:
         node_id: the node that answered.

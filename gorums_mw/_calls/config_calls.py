@@ -3,7 +3,6 @@ multicasts. Each runs through one ``Fanout`` (the engine) with a consumer on top
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -14,14 +13,12 @@ from gorums_mw._calls.fanout import Fanout
 from gorums_mw._calls.interception import CallInfo, QuorumInterceptor, intercept
 from gorums_mw._calls.node import Node
 from gorums_mw._calls.origin import Origin
-from gorums_mw._calls.quorum import UNDECIDED, Decision, threshold
+from gorums_mw._calls.quorum import UNDECIDED, Decision
 from gorums_mw._calls.spec import CallSpec
 from gorums_mw._calls.trace import CallTrace
 from gorums_mw._errors import QuorumCallError
 from gorums_mw._stream.channel import Entries
 from gorums_mw._telemetry import (
-    ATTR_CONFIG_SIZE,
-    ATTR_QUORUM,
     SPAN_CORRECTABLE,
     SPAN_MULTICAST,
     SPAN_QUORUM_CALL,
@@ -133,17 +130,16 @@ class ConfigurationCalls(Sequence[Node]):
         spec = CallSpec.of(method, request, reply_type, metadata=metadata, timeout=timeout)
         if quorum_function is None:
             needed = self._needed(spec.method, quorum)
-            decide: QuorumFunction[R, object] = functools.partial(threshold, needed)
+        elif quorum is not None:
+            raise ValueError("give quorum or quorum_function, not both")
         else:
-            if quorum is not None:
-                raise ValueError("give quorum or quorum_function, not both")
-            needed, decide = 0, quorum_function
-        size = {ATTR_CONFIG_SIZE: len(self._nodes), ATTR_QUORUM: needed}
+            needed = 0
+        size = len(self._nodes)
         with CallTrace(
-            self._telemetry, SPAN_QUORUM_CALL, "quorum_call", spec.method, size
+            self._telemetry, SPAN_QUORUM_CALL, "quorum_call", spec.method, size=size, quorum=needed
         ) as trace:
             fanout = Fanout(self._nodes, spec, trace, reply_type)
-            decision = Decision(len(self._nodes), needed, decide)
+            decision = Decision(size, needed, quorum_function)
             try:
                 if interceptors:
                     info = CallInfo(spec.method, request, self, spec.metadata)
@@ -287,8 +283,7 @@ class ConfigurationCalls(Sequence[Node]):
     ) -> AsyncGenerator[NodeReply[R], None]:
         """The answers of a call that yields them (``replies``, ``correctable``),
         through the interceptors, recorded as one traced call."""
-        size = {ATTR_CONFIG_SIZE: len(self._nodes)}
-        with CallTrace(self._telemetry, span, kind, spec.method, size) as trace:
+        with CallTrace(self._telemetry, span, kind, spec.method, size=len(self._nodes)) as trace:
             info = CallInfo(spec.method, request, self, spec.metadata)
             fanned = Fanout(self._nodes, spec, trace, reply_type).answers(info.payload_for)
             answers = intercept(info, fanned, interceptors)
@@ -328,8 +323,9 @@ class ConfigurationCalls(Sequence[Node]):
         """
         self._require_started()
         spec = CallSpec.of(method, request, None, kind="one_way", metadata=metadata)
-        size = {ATTR_CONFIG_SIZE: len(self._nodes)}
-        with CallTrace(self._telemetry, SPAN_MULTICAST, "multicast", spec.method, size) as trace:
+        with CallTrace(
+            self._telemetry, SPAN_MULTICAST, "multicast", spec.method, size=len(self._nodes)
+        ) as trace:
             info = CallInfo(spec.method, request, self, spec.metadata)
             fanout: Fanout[ProtoMessage] = Fanout(self._nodes, spec, trace, ProtoMessage)
             sent: tuple[int, ...] = ()

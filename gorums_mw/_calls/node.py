@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from google.protobuf.message import Message as ProtoMessage
-from opentelemetry.util.types import AttributeValue
 
 from gorums_mw._calls.answers import NodeReply, R
 from gorums_mw._calls.fanout import Fanout
@@ -17,7 +16,6 @@ from gorums_mw._errors import CallError
 from gorums_mw._lifecycle import Lifecycle
 from gorums_mw._stream.channel import Channel, Entries
 from gorums_mw._telemetry import (
-    ATTR_PEER_ID,
     SPAN_CORRECTABLE,
     SPAN_RPC,
     SPAN_UNICAST,
@@ -142,7 +140,7 @@ class Node:
         """
         self.require_started()
         spec = CallSpec.of(method, request, reply_type, metadata=metadata, timeout=timeout)
-        with CallTrace(self._telemetry, SPAN_RPC, "rpc", spec.method, self._peer) as trace:
+        with CallTrace(self._telemetry, SPAN_RPC, "rpc", spec.method, peer=self.id) as trace:
             fanout = Fanout((self,), spec, trace, reply_type)
             answered: asyncio.Future[NodeReply[R]] = asyncio.get_running_loop().create_future()
             fanout.on_answer = answered.set_result
@@ -185,7 +183,7 @@ class Node:
         )
         received = 0
         with CallTrace(
-            self._telemetry, SPAN_CORRECTABLE, "correctable", spec.method, self._peer
+            self._telemetry, SPAN_CORRECTABLE, "correctable", spec.method, peer=self.id
         ) as trace:
             payload = request.SerializeToString()
             answers = Fanout((self,), spec, trace, reply_type).answers(lambda _: payload)
@@ -213,12 +211,10 @@ class Node:
         """
         self.require_started()
         spec = CallSpec.of(method, request, None, kind="one_way", metadata=metadata)
-        with CallTrace(self._telemetry, SPAN_UNICAST, "unicast", spec.method, self._peer) as trace:
+        with CallTrace(
+            self._telemetry, SPAN_UNICAST, "unicast", spec.method, peer=self.id
+        ) as trace:
             payload = request.SerializeToString()
             sent = bool(Fanout((self,), spec, trace, ProtoMessage).cast(lambda _: payload))
             trace.finish(sent=int(sent))
             return sent
-
-    @property
-    def _peer(self) -> dict[str, AttributeValue]:
-        return {ATTR_PEER_ID: self.id}

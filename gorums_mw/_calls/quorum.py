@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Final, Generic
 
 import grpc
@@ -15,23 +15,21 @@ UNDECIDED: Final = object()
 """The result of a quorum call that reached no decision."""
 
 
-def threshold(needed: int, replies: Mapping[int, R]) -> dict[int, R] | None:
-    """The built-in quorum function: all replies, once there are ``needed``."""
-    return dict(replies) if len(replies) >= needed else None
-
-
 class Decision(Generic[R]):
     """Collects a quorum call's answers; ``done`` resolves when it is decided.
 
-    It is decided when the quorum function returns a result, when all
-    ``size`` nodes have answered, or as soon as more nodes failed than a
-    quorum of ``needed`` can spare (0: only a quorum function knows, so
-    every node is waited for). A node's error never counts as a reply.
+    It is decided when ``needed`` replies are in (the result: the replies
+    by node ID), or, with a quorum function (``needed`` 0), when the
+    function returns a result; when all ``size`` nodes have answered; or as
+    soon as more nodes failed than a quorum of ``needed`` can spare. A
+    node's error never counts as a reply.
     """
 
     __slots__ = ("decide", "done", "errors", "needed", "replies", "result", "size")
 
-    def __init__(self, size: int, needed: int, decide: QuorumFunction[R, object]) -> None:
+    def __init__(
+        self, size: int, needed: int, decide: QuorumFunction[R, object] | None = None
+    ) -> None:
         self.size = size
         self.needed = needed
         self.decide = decide
@@ -54,7 +52,10 @@ class Decision(Generic[R]):
             self.errors.pop(node_id, None)
             if decided:
                 return
-            result = self.decide(self.replies)
+            if self.decide is None:
+                result: object = dict(self.replies) if len(self.replies) >= self.needed else None
+            else:
+                result = self.decide(self.replies)
             if result is not None:
                 self.result = result
                 self.done.set_result(None)

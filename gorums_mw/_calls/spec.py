@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from google.protobuf.message import Message as ProtoMessage
 
@@ -16,9 +15,9 @@ Kind = Literal["unary", "stream", "one_way"]
 method: Go Gorums' correctable calls), or nothing."""
 
 
-@dataclass(frozen=True, slots=True)
-class CallSpec:
-    """What one call sends and how long it may take.
+class CallSpec(NamedTuple):
+    """What one call sends and how long it may take (immutable: a tuple, the
+    cheapest frozen value to make once per call).
 
     Attributes:
         method: the full method name, ``pkg.Service.Method``.

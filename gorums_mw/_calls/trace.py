@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
 from typing import Final
 
 from opentelemetry import propagate, trace
@@ -41,8 +40,14 @@ class CallTrace:
         name: str,
         kind: str,
         method: str,
-        attributes: Mapping[str, AttributeValue] | None = None,
+        *,
+        size: int | None = None,
+        quorum: int | None = None,
+        peer: int | None = None,
     ) -> None:
+        """Start recording a call of ``kind`` to ``method``, on a configuration of
+        ``size`` nodes with a ``quorum``, or on node ``peer`` (attributes of its
+        span, set only when it records)."""
         self._telemetry = telemetry
         self._span = span = telemetry.tracer.start_span(name)
         self._kind = kind
@@ -50,15 +55,18 @@ class CallTrace:
         self._finished = False
         self.recording = span.is_recording()
         if self.recording:
-            span.set_attributes(
-                {
-                    **telemetry.base(),
-                    **t.rpc_attributes(method),
-                    t.ATTR_METHOD: method,
-                    t.ATTR_CALL_KIND: kind,
-                    **(attributes or {}),
-                }
-            )
+            attributes: dict[str, AttributeValue] = {
+                **telemetry.base(),
+                **t.rpc_attributes(method),
+                t.ATTR_METHOD: method,
+                t.ATTR_CALL_KIND: kind,
+            }
+            for key, value in ((t.ATTR_CONFIG_SIZE, size), (t.ATTR_QUORUM, quorum)):
+                if value is not None:
+                    attributes[key] = value
+            if peer is not None:
+                attributes[t.ATTR_PEER_ID] = peer
+            span.set_attributes(attributes)
         self._start = time.perf_counter()
 
     def request(self, node: Target, metadata: Entries) -> tuple[Entries, trace.Span | None]:
