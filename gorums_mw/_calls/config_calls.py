@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from google.protobuf.message import Message as ProtoMessage
 
 from gorums_mw._calls.answers import NodeReply, QuorumFunction, R, close, improving, without_errors
-from gorums_mw._calls.fanout import Fanout
+from gorums_mw._calls.fanout import Fanout, answers_of
 from gorums_mw._calls.interception import CallInfo, QuorumInterceptor, intercept
 from gorums_mw._calls.node import Node
 from gorums_mw._calls.origin import Origin
@@ -143,7 +143,7 @@ class ConfigurationCalls(Sequence[Node]):
             try:
                 if interceptors:
                     info = CallInfo(spec.method, request, self, spec.metadata)
-                    answers = intercept(info, fanout.answers(info.payload_for), interceptors)
+                    answers = intercept(info, answers_of(fanout, info.payload_for), interceptors)
                     await decision.consume(answers)
                 else:
                     payload = request.SerializeToString()
@@ -285,7 +285,7 @@ class ConfigurationCalls(Sequence[Node]):
         through the interceptors, recorded as one traced call."""
         with CallTrace(self._telemetry, span, kind, spec.method, size=len(self._nodes)) as trace:
             info = CallInfo(spec.method, request, self, spec.metadata)
-            fanned = Fanout(self._nodes, spec, trace, reply_type).answers(info.payload_for)
+            fanned = answers_of(Fanout(self._nodes, spec, trace, reply_type), info.payload_for)
             answers = intercept(info, fanned, interceptors)
             received = 0
             try:

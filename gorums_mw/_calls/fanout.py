@@ -72,8 +72,8 @@ class Fanout(Generic[R]):
 
     Use from the event loop of the nodes' channels. Consume it one way:
     set ``on_answer`` and call ``start``, then ``finish`` when done; or
-    iterate ``answers()`` (it starts on the first iteration, finishes when
-    closed). A one-way call uses ``cast`` instead.
+    ``start``, ``next_answer`` until None, ``finish`` (``answers_of(fanout)``
+    does that as an async iterator). A one-way call uses ``cast`` instead.
     """
 
     __slots__ = (
@@ -233,27 +233,19 @@ class Fanout(Generic[R]):
 
     # --- consuming ------------------------------------------------------------------
 
-    async def answers(self, payload_of: PayloadOf) -> AsyncGenerator[NodeReply[R], None]:
-        """Send the requests on the first iteration; yield every answer as it arrives.
-
-        Ends once every node has answered (unary) or ended (server streaming),
-        or at the deadline; closing it ends the call.
-        """
-        self.start(payload_of)
+    async def next_answer(self) -> NodeReply[R] | None:
+        """The next answer, as it arrives; None once every node has answered
+        (unary) or ended (server streaming), or at the deadline."""
         queue = self._queue
-        try:
-            while True:
-                while queue:
-                    answer, slot, size = queue.popleft()
-                    if slot is not None:
-                        slot.unread -= size
-                    yield answer
-                if self._ended:
-                    return
-                self._waiter = self._loop.create_future()
-                await self._waiter
-        finally:
-            self.finish()
+        while not queue:
+            if self._ended:
+                return None
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        answer, slot, size = queue.popleft()
+        if slot is not None:
+            slot.unread -= size
+        return answer
 
     def finish(self) -> None:
         """The consumer is done: give up what is unanswered (a unary call first
@@ -378,3 +370,16 @@ def _too_many_unread(node_id: int) -> CallError:
         f"more than {STREAM_REPLY_LIMIT} bytes of replies were not read",
         node_id,
     )
+
+
+async def answers_of(
+    fanout: Fanout[R], payload_of: PayloadOf
+) -> AsyncGenerator[NodeReply[R], None]:
+    """``fanout``'s answers as an async iterator: the requests go out on the first
+    iteration (so interceptors can map them first); closing it ends the call."""
+    fanout.start(payload_of)
+    try:
+        while (answer := await fanout.next_answer()) is not None:
+            yield answer
+    finally:
+        fanout.finish()

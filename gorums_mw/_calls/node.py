@@ -9,7 +9,7 @@ from typing import Final
 from google.protobuf.message import Message as ProtoMessage
 
 from gorums_mw._calls.answers import NodeReply, R
-from gorums_mw._calls.fanout import Fanout
+from gorums_mw._calls.fanout import Fanout, answers_of
 from gorums_mw._calls.spec import CallSpec
 from gorums_mw._calls.trace import CallTrace
 from gorums_mw._errors import CallError
@@ -186,7 +186,7 @@ class Node:
             self._telemetry, SPAN_CORRECTABLE, "correctable", spec.method, peer=self.id
         ) as trace:
             payload = request.SerializeToString()
-            answers = Fanout((self,), spec, trace, reply_type).answers(lambda _: payload)
+            answers = answers_of(Fanout((self,), spec, trace, reply_type), lambda _: payload)
             try:
                 async for answer in answers:
                     if answer.error is not None:
