@@ -1,10 +1,9 @@
-"""What a call gives back: one ``NodeReply`` per node answer, decoded from the wire,
-and the small iterators that reshape a stream of answers."""
+"""What a call gives back: one ``NodeReply`` per node answer, decoded from the wire."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any, Final, Generic, NamedTuple, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Final, Generic, NamedTuple, TypeVar
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
@@ -56,39 +55,3 @@ def timed_out(node_id: int, timeout: float | None) -> CallError:
 def unavailable(node_id: int) -> CallError:
     """The error of a call to a node that is not connected."""
     return CallError(grpc.StatusCode.UNAVAILABLE, "node is not connected", node_id)
-
-
-async def close(answers: AsyncIterator[Any]) -> None:
-    """Close ``answers`` if it can be closed (an interceptor may return any iterator)."""
-    aclose = getattr(answers, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-async def improving(
-    answers: AsyncGenerator[NodeReply[R], None], quorum_function: QuorumFunction[R, T]
-) -> AsyncIterator[T]:
-    """The quorum function's results over the latest reply of each node."""
-    latest: dict[int, R] = {}
-    try:
-        async for answer in answers:
-            if answer.value is None:
-                continue
-            latest[answer.node_id] = answer.value
-            result = quorum_function(latest)
-            if result is not None:
-                yield result
-    finally:
-        await answers.aclose()
-
-
-async def without_errors(
-    answers: AsyncGenerator[NodeReply[R], None],
-) -> AsyncIterator[NodeReply[R]]:
-    """The replies among ``answers``, the errors left out."""
-    try:
-        async for answer in answers:
-            if answer.error is None:
-                yield answer
-    finally:
-        await answers.aclose()

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from google.protobuf.message import Message as ProtoMessage
 
-from gorums_mw._calls.answers import NodeReply, QuorumFunction, R, close, improving, without_errors
-from gorums_mw._calls.fanout import Fanout, answers_of
+from gorums_mw._calls.answers import NodeReply, QuorumFunction, R
+from gorums_mw._calls.fanout import Fanout
 from gorums_mw._calls.interception import CallInfo, QuorumInterceptor, intercept
+from gorums_mw._calls.iteration import answers_of, close, improving, without_errors
 from gorums_mw._calls.node import Node
 from gorums_mw._calls.origin import Origin
 from gorums_mw._calls.quorum import UNDECIDED, Decision

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Generic
 
 import grpc
@@ -72,7 +72,7 @@ class Fanout(Generic[R]):
 
     Use from the event loop of the nodes' channels. Consume it one way:
     set ``on_answer`` and call ``start``, then ``finish`` when done; or
-    ``start``, ``next_answer`` until None, ``finish`` (``answers_of(fanout)``
+    ``start``, ``next_answer`` until None, ``finish`` (``answers_of(fanout)`` in ``iteration``
     does that as an async iterator). A one-way call uses ``cast`` instead.
     """
 
@@ -370,16 +370,3 @@ def _too_many_unread(node_id: int) -> CallError:
         f"more than {STREAM_REPLY_LIMIT} bytes of replies were not read",
         node_id,
     )
-
-
-async def answers_of(
-    fanout: Fanout[R], payload_of: PayloadOf
-) -> AsyncGenerator[NodeReply[R], None]:
-    """``fanout``'s answers as an async iterator: the requests go out on the first
-    iteration (so interceptors can map them first); closing it ends the call."""
-    fanout.start(payload_of)
-    try:
-        while (answer := await fanout.next_answer()) is not None:
-            yield answer
-    finally:
-        fanout.finish()

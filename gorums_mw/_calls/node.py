@@ -9,7 +9,8 @@ from typing import Final
 from google.protobuf.message import Message as ProtoMessage
 
 from gorums_mw._calls.answers import NodeReply, R
-from gorums_mw._calls.fanout import Fanout, answers_of
+from gorums_mw._calls.fanout import Fanout
+from gorums_mw._calls.iteration import answers_of
 from gorums_mw._calls.spec import CallSpec
 from gorums_mw._calls.trace import CallTrace
 from gorums_mw._errors import CallError

@@ -8,7 +8,8 @@ from typing import Final, Generic
 
 import grpc
 
-from gorums_mw._calls.answers import NodeReply, QuorumFunction, R, close
+from gorums_mw._calls.answers import NodeReply, QuorumFunction, R
+from gorums_mw._calls.iteration import close
 from gorums_mw._errors import CallError
 
 UNDECIDED: Final = object()
