@@ -21,11 +21,12 @@ from gorums_mw._identity.claims import GORUMS_MW_KEY, dialer_metadata
 from gorums_mw._identity.peer import Peer
 from gorums_mw._identity.registrar import Cleanup
 from gorums_mw._lifecycle import Lifecycle
-from gorums_mw._limits import ByteBudget, Limits
+from gorums_mw._limits import Limits
 from gorums_mw._options import NodeListOption
 from gorums_mw._proto.batch_pb2 import Batch
 from gorums_mw._proto.stream_pb2 import Message
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
+from gorums_mw._stream.budget import ByteBudget
 from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._stream.framing import BatchFraming, Framing, PlainFraming
 from gorums_mw._stream.registry import HandlerRegistry

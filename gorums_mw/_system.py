@@ -22,10 +22,11 @@ from gorums_mw._inbound.manager import ConfigCallback, InboundManager, wiring_of
 from gorums_mw._inbound.service import add_node_stream_service
 from gorums_mw._inbound.waits import describe_condition
 from gorums_mw._lifecycle import Lifecycle
-from gorums_mw._limits import ByteBudget, Limits
+from gorums_mw._limits import Limits
 from gorums_mw._options import InboundNodeOption, with_nodes
 from gorums_mw._outbound import OutboundManager
 from gorums_mw._settings import Backoff, Keepalive, NameResolution, setting
+from gorums_mw._stream.budget import ByteBudget
 from gorums_mw._stream.local import LocalChannel
 from gorums_mw._stream.registry import HandlerRegistry
 from gorums_mw.interceptors._server import PeerIdentityInterceptor

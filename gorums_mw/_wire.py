@@ -27,7 +27,7 @@ _PATH = re.compile(r"/([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)/([A-Za-z_]\w*)", re.ASCI
 
 
 @functools.lru_cache(maxsize=1024)
-def full_method_name(method: str) -> str:
+def full_method_name(method: object) -> str:
     """The protobuf full name (``pkg.Service.Method``) of a method.
 
     Accepts the full name itself or grpc's path form, ``/pkg.Service/Method``.

@@ -20,7 +20,7 @@ from gorums_mw._wire import full_method_name
 Shape = Literal["unary", "server_streaming"]
 
 
-def check_call(method: str, request_type: str, reply_type: str | None, shape: Shape) -> str:
+def check_call(method: object, request_type: str, reply_type: str | None, shape: Shape) -> str:
     """Return ``method``'s full name after checking the call against its descriptor.
 
     Args:
@@ -40,7 +40,7 @@ def check_call(method: str, request_type: str, reply_type: str | None, shape: Sh
 
 
 @functools.lru_cache(maxsize=1024)
-def _checked(method: str, request_type: str, reply_type: str | None, shape: Shape) -> str:
+def _checked(method: object, request_type: str, reply_type: str | None, shape: Shape) -> str:
     name = full_method_name(method)
     descriptor = _find(name)
     if descriptor is None:

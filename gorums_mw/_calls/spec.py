@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal, NamedTuple
+from collections.abc import Iterable
+from typing import Literal, NamedTuple, cast
 
 from google.protobuf.message import Message as ProtoMessage
 
@@ -36,15 +37,19 @@ class CallSpec(NamedTuple):
     @classmethod
     def of(
         cls,
-        method: str,
+        method: object,
         request: ProtoMessage,
         reply_type: type[ProtoMessage] | None,
         *,
         kind: Kind = "unary",
-        metadata: Entries = (),
-        timeout: float | None = None,
+        metadata: object = (),
+        timeout: object = None,
     ) -> CallSpec:
         """Check a call's public arguments and fix its deadline from now.
+
+        What comes from the caller is typed ``object`` here: it is checked,
+        and a compiled build would otherwise refuse a wrong type before the
+        check could say what is wrong.
 
         Raises:
             ValueError: ``method`` is malformed or unknown to its service, or
@@ -57,10 +62,11 @@ class CallSpec(NamedTuple):
         shape: Shape = "server_streaming" if kind == "stream" else "unary"
         reply_name = reply_type.DESCRIPTOR.full_name if reply_type is not None else None
         name = check_call(method, request.DESCRIPTOR.full_name, reply_name, shape)
-        return cls(name, kind, checked_metadata(metadata), timeout, deadline_of(timeout))
+        deadline = deadline_of(timeout)
+        return cls(name, kind, checked_metadata(metadata), cast(float | None, timeout), deadline)
 
 
-def deadline_of(timeout: float | None) -> float | None:
+def deadline_of(timeout: object) -> float | None:
     """The loop time at which a call with ``timeout`` seconds ends (None: never).
 
     Raises:
@@ -75,7 +81,7 @@ def deadline_of(timeout: float | None) -> float | None:
     return asyncio.get_running_loop().time() + timeout
 
 
-def checked_metadata(metadata: Entries) -> Entries:
+def checked_metadata(metadata: object) -> Entries:
     """Per-call metadata entries, checked: ``(key, value)`` pairs of text.
 
     Raises:
@@ -83,9 +89,19 @@ def checked_metadata(metadata: Entries) -> Entries:
     """
     if not metadata:
         return ()
-    if isinstance(metadata, str | bytes) or not all(
-        isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
-        for pair in metadata
+    if (
+        isinstance(metadata, str | bytes)
+        or not isinstance(metadata, Iterable)
+        or not all(_is_entry(pair) for pair in metadata)
     ):
         raise TypeError(f"metadata must be (key, value) pairs of str, got {metadata!r}")
     return tuple(metadata)
+
+
+def _is_entry(pair: object) -> bool:
+    return (
+        isinstance(pair, tuple)
+        and len(pair) == 2
+        and isinstance(pair[0], str)
+        and isinstance(pair[1], str)
+    )

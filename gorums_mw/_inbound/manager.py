@@ -31,9 +31,10 @@ from gorums_mw._inbound.membership import ConfigCallback, Link, Membership, Memb
 from gorums_mw._inbound.waits import wait_until
 from gorums_mw._inbound.wiring import InboundWiring
 from gorums_mw._lifecycle import Lifecycle
-from gorums_mw._limits import ByteBudget, Limits
+from gorums_mw._limits import Limits
 from gorums_mw._options import InboundNodeOption, NodeListOption
 from gorums_mw._settings import NameResolution, setting
+from gorums_mw._stream.budget import ByteBudget
 from gorums_mw._stream.channel import Channel
 from gorums_mw._stream.messages import message_ids
 from gorums_mw._stream.registry import HandlerRegistry

@@ -21,7 +21,8 @@ from gorums_mw._identity.registrar import Cleanup
 from gorums_mw._inbound.caps import StreamCaps
 from gorums_mw._inbound.decisions import Decisions, trace_links
 from gorums_mw._inbound.membership import Link, Membership, noop
-from gorums_mw._limits import ByteBudget, Limits
+from gorums_mw._limits import Limits
+from gorums_mw._stream.budget import ByteBudget
 from gorums_mw._stream.channel import Channel
 from gorums_mw._stream.endpoint import StreamEndpoint
 from gorums_mw._stream.registry import HandlerRegistry

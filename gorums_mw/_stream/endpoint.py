@@ -18,10 +18,10 @@ from gorums_mw._limits import (
     QUEUED_OVERHEAD,
     REFUSAL_SLACK,
     SERVING_OVERHEAD,
-    ByteBudget,
     Limits,
 )
 from gorums_mw._proto.stream_pb2 import Message
+from gorums_mw._stream.budget import ByteBudget
 from gorums_mw._stream.channel import Entries, ReplySink, calling_loop, running_loop
 from gorums_mw._stream.framing import Framing
 from gorums_mw._stream.messages import (

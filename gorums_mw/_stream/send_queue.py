@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from typing import Generic, TypeVar
 
-from gorums_mw._limits import ByteBudget
+from gorums_mw._stream.budget import ByteBudget
 
 T = TypeVar("T")
 

@@ -200,17 +200,15 @@ async def test_replies_yield_errors_and_end_when_every_node_answered() -> None:
     assert [(a.node_id, a.error is None) for a in answers] == [(1, False), (2, True)]
 
 
-async def test_a_streaming_call_ends_at_its_deadline_and_bounds_unread_replies(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(fanout_module, "STREAM_REPLY_LIMIT", 400)
+async def test_a_streaming_call_ends_at_its_deadline_and_bounds_unread_replies() -> None:
+    big = "x" * (fanout_module.STREAM_REPLY_LIMIT // 3)
     config, channels = nodes(2)
     iterator = config.correctable(STREAM, Request(), Reply, timeout=0.2)
     first = asyncio.ensure_future(iterator.__anext__())
     await settle()
     assert all(c.sent[0].streaming for c in channels.values())
     for _ in range(3):
-        channels[1].reply("x" * 100)  # 3 unread replies of node 1 pass the bound
+        channels[1].reply(big)  # 3 unread replies of node 1 pass the bound
     channels[2].reply("y")
     answers = [await asyncio.wait_for(first, 1)]
     async for answer in iterator:  # ends at the deadline: nothing marks a stream's end
