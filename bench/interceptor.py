@@ -27,6 +27,8 @@ Variants:
   external caller, which the interceptor passes through.
 - ``bare-md``: the bare server, and the client of ``gorums-md``: what sending
   the claim costs without anything reading it.
+- ``noop-md``: a pass-through server interceptor, the client of ``gorums-md``:
+  what grpc.aio's interceptor machinery costs before any interceptor works.
 - ``bare+noop-ci``: bare server, client with a do-nothing grpc.aio client
   interceptor (what grpc.aio's client interceptor machinery costs by itself).
 - ``otel-noop``: OpenTelemetry's grpc.aio server interceptor, no SDK (the
@@ -95,6 +97,7 @@ VARIANTS: Final = (
     Variant("gorums-md", "gorums", "metadata"),
     Variant("gorums-external", "gorums", "plain"),
     Variant("bare-md", "bare", "metadata"),
+    Variant("noop-md", "noop", "metadata"),
     Variant("bare+noop-ci", "bare", "noop"),
     Variant("otel-noop", "otel-noop", "plain"),
     Variant("otel-sdk", "otel-sdk", "plain"),
@@ -104,9 +107,18 @@ VARIANTS: Final = (
 # ---- server side --------------------------------------------------------------
 
 
+class _PassThrough(aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Does nothing: what grpc.aio's interceptor machinery costs by itself."""
+
+    async def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
+        return await continuation(details)
+
+
 def _server_interceptors(kind: str, port: int) -> list[Any]:
     if kind == "bare":
         return []
+    if kind == "noop":
+        return [_PassThrough()]
     if kind == "gorums":
         from gorums_mw import InboundManager, with_nodes
         from gorums_mw.interceptors import PeerIdentityInterceptor
