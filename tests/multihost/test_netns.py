@@ -66,3 +66,38 @@ async def test_a_failed_create_removes_what_it_made() -> None:
     with pytest.raises(netns.NetnsError, match="addr add"):
         await net.create()
     assert netns.list_namespaces(net.name) == []
+
+
+@pytest.mark.timeout(30)
+async def test_blocks_and_links_cut_hosts_apart_until_healed(network: netns.Network) -> None:
+    h1, h2, h3 = network.hosts
+    server = await Child.start(network, h1, "server", PROBE, "listen", h1.ip, "9001")
+    client = await Child.start(network, h2, "client", PROBE)
+    connect = f"connect {h1.ip} 9001"
+    try:
+        await server.expect("listening", 10)
+
+        await network.partition([h1], [h2, h3], "prohibit")  # refused at once, both ways
+        assert (
+            await client.ask(connect, ("connected ", "error "))
+            == "error [Errno 13] Permission denied"
+        )
+        await network.heal()
+        assert await client.ask(connect, ("connected ", "error ")) == f"connected {h2.ip}"
+
+        await network.block(h1, h2)  # one way: the SYN arrives, the SYN-ACK is dropped
+        assert await client.ask(connect, ("connected ", "error ")) == "error timed out"
+        await network.heal()
+        assert await client.ask(connect, ("connected ", "error ")) == f"connected {h2.ip}"
+
+        await network.set_link(h2, up=False)
+        assert await client.ask(connect, ("connected ", "error ")) == (
+            "error [Errno 101] Network is unreachable"
+        )
+        await network.heal()
+        assert await client.ask(connect, ("connected ", "error ")) == f"connected {h2.ip}"
+        assert "blocks=0 down=0" in repr(network)
+    finally:
+        for child in (server, client):
+            await child.kill()
+            child.close()
