@@ -77,6 +77,11 @@ _RESOLV_CONF = (
 )
 
 
+_DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ()
+"""A prefix that makes a child get SIGKILL when its parent dies (``ip netns exec`` and
+``setpriv`` exec, so the child is still the process ``spawn`` made)."""
+
+
 class NetnsError(RuntimeError):
     """An ``ip`` command failed; the message has its command line and stderr."""
 
@@ -349,10 +354,12 @@ class Network:
         """Start ``argv`` inside ``host``'s namespace (``ip netns exec``).
 
         ``kwargs`` go to ``asyncio.create_subprocess_exec``. The process is
-        killed by ``aclose`` if it is still running then.
+        killed by ``aclose`` if it is still running then, and, where
+        util-linux's ``setpriv`` is installed, when this process dies (even
+        by SIGKILL, which leaves no chance to run ``aclose``).
         """
         child = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", host.netns, *argv, **kwargs
+            "ip", "netns", "exec", host.netns, *_DIE_WITH_PARENT, *argv, **kwargs
         )
         self._children.append(child)
         return child
