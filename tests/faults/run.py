@@ -157,6 +157,20 @@ def _check(
     ops = to_ops(records)
     result.keys = len({op.key for op in ops})
     result.violations += [str(violation) for violation in check(ops)]
+    overruns = late_calls(records, disturbed)
+    result.overruns += len(overruns)
+    result.violations += overruns
+
+
+def late_calls(records: list[Record], disturbed: list[tuple[Fault, float, float]]) -> list[str]:
+    """The calls that ended past their bound, one line each.
+
+    ``disturbed`` holds each fault with when it was made and until when its
+    effects may last (its heal plus ``SETTLE``). A call on a path one of
+    them disturbed while it ran is bound by its deadline; any other by the
+    replica's two quorum-call timeouts. ``SLACK`` is added to both.
+    """
+    late = []
     for record in records:
         took = record.complete - record.invoke
         client = int(record.client.removeprefix("c"))
@@ -168,10 +182,10 @@ def _check(
         )
         bound = 2 * CALL_TIMEOUT if clean else CLIENT_TIMEOUT
         if took > bound + SLACK:
-            result.overruns += 1
             path = "an undisturbed path" if clean else "a disturbed path"
-            result.violations.append(
+            late.append(
                 f"{record.op} {record.key} by client {client} via replica {record.replica}"
                 f" took {took:.2f} s on {path} (bound {bound} s + {SLACK} s): {record.code}"
                 f" {record.details}"
             )
+    return late
