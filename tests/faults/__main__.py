@@ -75,7 +75,11 @@ def report(results: Sequence[RunResult], per_run: int) -> list[str]:
     """The summary of all runs; its last line is ``faults: N survived, V violations, M ops``."""
     kinds = Counter(fault.kind for result in results for fault in result.faults)
     outcomes = sum((result.outcomes for result in results), Counter[str]())
-    rejoins = [seconds for result in results for seconds in result.rejoins]
+    rejoins = [seconds for result in results for _, seconds in result.rejoins]
+    by_kind: dict[str, list[float]] = {}
+    for result in results:
+        for kind, seconds in result.rejoins:
+            by_kind.setdefault(kind, []).append(seconds)
     faults = sum(len(result.faults) for result in results)
     survived = sum(result.survived for result in results)
     violations = sum(len(result.violations) for result in results)
@@ -90,13 +94,20 @@ def report(results: Sequence[RunResult], per_run: int) -> list[str]:
         + f"); {sum(result.keys for result in results)} key histories checked",
         f"calls past their bound: {sum(result.overruns for result in results)}"
         f" (deadline {CLIENT_TIMEOUT} s; {2 * CALL_TIMEOUT} s where no fault touched the path;"
-        f" slack {SLACK} s)",
+        f" slack {SLACK} s); longest call"
+        f" {max(result.longest[True] for result in results):.2f} s on an undisturbed path,"
+        f" {max(result.longest[False] for result in results):.2f} s on a disturbed one",
     ]
     if rejoins:
         lines.append(
             f"rejoin after a heal: p50 {statistics.median(rejoins):.2f} s, max {max(rejoins):.2f} s"
             f" over {len(rejoins)} faults after which a replica had left (bound {REJOIN_BOUND} s)"
         )
+        lines += [
+            f"  {kind}: {len(seconds)}, p50 {statistics.median(seconds):.2f} s,"
+            f" max {max(seconds):.2f} s"
+            for kind, seconds in sorted(by_kind.items())
+        ]
     lines.append(f"faults: {survived} survived, {violations} violations, {ops} ops")
     return lines
 

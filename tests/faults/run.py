@@ -60,9 +60,9 @@ class RunResult:
     seed: int
     faults: list[Fault] = field(default_factory=list)
     """The faults made (and healed), in order."""
-    rejoins: list[float] = field(default_factory=list)
-    """Seconds from each heal until every replica had all three, for the faults after
-    which some replica had left a configuration."""
+    rejoins: list[tuple[str, float]] = field(default_factory=list)
+    """(fault kind, seconds from its heal until every replica had all three), for the
+    faults after which some replica had left a configuration."""
     survived: int = 0
     """Faults healed with every replica back within ``REJOIN_BOUND``."""
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -73,6 +73,8 @@ class RunResult:
     """Calls that ended later than their bound (also listed in ``violations``)."""
     keys: int = 0
     """Key histories checked."""
+    longest: dict[bool, float] = field(default_factory=lambda: {True: 0.0, False: 0.0})
+    """The longest call on an undisturbed path (True) and on a disturbed one (False)."""
     seconds: float = 0.0
 
     @property
@@ -84,9 +86,10 @@ class RunResult:
         """One line: what the run did and found."""
         kinds = Counter(fault.kind for fault in self.faults)
         by_kind = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+        seconds = [rejoin for _, rejoin in self.rejoins]
         rejoin = (
-            f"rejoin p50 {statistics.median(self.rejoins):.2f} s max {max(self.rejoins):.2f} s"
-            if self.rejoins
+            f"rejoin p50 {statistics.median(seconds):.2f} s max {max(seconds):.2f} s"
+            if seconds
             else "no replica left"
         )
         outcomes = ", ".join(f"{self.outcomes[o]} {o}" for o in ("ok", "fail", "unknown"))
@@ -131,7 +134,7 @@ async def run(seed: int, count: int, workdir: Path, deadline: float | None = Non
                     break
                 result.survived += 1
                 if left or back - healed > 0.05:
-                    result.rejoins.append(back - healed)
+                    result.rejoins.append((fault.kind, back - healed))
                 await asyncio.sleep(GAP)
             await cluster.stop_clients()
         finally:
@@ -157,34 +160,44 @@ def _check(
     ops = to_ops(records)
     result.keys = len({op.key for op in ops})
     result.violations += [str(violation) for violation in check(ops)]
+    for record in records:
+        clean = undisturbed(record, disturbed)
+        took = record.complete - record.invoke
+        result.longest[clean] = max(result.longest[clean], took)
     overruns = late_calls(records, disturbed)
     result.overruns += len(overruns)
     result.violations += overruns
 
 
+def undisturbed(record: Record, disturbed: list[tuple[Fault, float, float]]) -> bool:
+    """Whether no fault disturbed the record's path while it ran.
+
+    ``disturbed`` holds each fault with when it was made and until when its
+    effects may last (its heal plus ``SETTLE``).
+    """
+    client = int(record.client.removeprefix("c"))
+    return not any(
+        fault.disturbs(client, record.replica) and made < record.complete and record.invoke < until
+        for fault, made, until in disturbed
+    )
+
+
 def late_calls(records: list[Record], disturbed: list[tuple[Fault, float, float]]) -> list[str]:
     """The calls that ended past their bound, one line each.
 
-    ``disturbed`` holds each fault with when it was made and until when its
-    effects may last (its heal plus ``SETTLE``). A call on a path one of
-    them disturbed while it ran is bound by its deadline; any other by the
-    replica's two quorum-call timeouts. ``SLACK`` is added to both.
+    A call on a path a fault disturbed while it ran is bound by its
+    deadline; any other by the replica's two quorum-call timeouts.
+    ``SLACK`` is added to both.
     """
     late = []
     for record in records:
         took = record.complete - record.invoke
-        client = int(record.client.removeprefix("c"))
-        clean = not any(
-            fault.disturbs(client, record.replica)
-            and made < record.complete
-            and record.invoke < until
-            for fault, made, until in disturbed
-        )
+        clean = undisturbed(record, disturbed)
         bound = 2 * CALL_TIMEOUT if clean else CLIENT_TIMEOUT
         if took > bound + SLACK:
             path = "an undisturbed path" if clean else "a disturbed path"
             late.append(
-                f"{record.op} {record.key} by client {client} via replica {record.replica}"
+                f"{record.op} {record.key} by {record.client} via replica {record.replica}"
                 f" took {took:.2f} s on {path} (bound {bound} s + {SLACK} s): {record.code}"
                 f" {record.details}"
             )
