@@ -53,17 +53,19 @@ async def run_all(seed: int, faults: int, per_run: int, budget: float | None) ->
     while made < faults:
         count = min(per_run, faults - made)
         workdir = Path(tempfile.mkdtemp(prefix=f"gorums-faults-{seed + len(results)}-"))
+        result = RunResult(seed + len(results))
         try:
-            result = await run(seed + len(results), count, workdir, deadline)
-        except AssertionError as exc:  # a process that would not start or stop: a failure too
-            result = RunResult(seed + len(results), violations=[f"run failed: {exc}"])
+            result = await run(result.seed, count, workdir, deadline)
+        except (AssertionError, netns.NetnsError) as exc:  # a process or namespace that failed
+            result.violations.append(f"run failed: {exc}")
+        finally:  # interrupted, or nothing to look at: the files go too
+            if not result.violations:
+                shutil.rmtree(workdir, ignore_errors=True)
         print(f"run {len(results) + 1} {result.summary()}", flush=True)
         for line in result.violations:
             print(f"  VIOLATION {line}", flush=True)
         if result.violations:
             print(f"  histories and data kept in {workdir}", flush=True)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
         results.append(result)
         made += max(1, len(result.faults))
         if deadline is not None and time.monotonic() > deadline:

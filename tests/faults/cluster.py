@@ -84,7 +84,7 @@ class ReplicaProcess:
             except TimeoutError:
                 await child.kill()
         if self._reader is not None:
-            await self._reader
+            await asyncio.wait_for(self._reader, STOP_TIMEOUT)  # its stdout ends with it
         self.config = ()
         child.close()
 
@@ -130,9 +130,16 @@ class Cluster:
         return [self.workdir / f"client-{i}.jsonl" for i in CLIENTS]
 
     async def start(self) -> None:
-        """Start the replicas, wait until each has all three, then start the clients."""
+        """Start the replicas, wait until each has all three, then start the clients.
+
+        Raises:
+            AssertionError: a process did not start, or the replicas did not connect.
+        """
         await asyncio.gather(*(replica.start(self._changed) for replica in self.replicas.values()))
-        await self.wait_full(START_TIMEOUT)
+        try:
+            await self.wait_full(START_TIMEOUT)
+        except TimeoutError:
+            raise AssertionError(f"replicas not connected: {self.configs()}") from None
         for i, history in zip(CLIENTS, self.histories(), strict=True):
             argv = ["tests.faults.client", "--name", f"c{i}", "--replicas", self.nodes]
             argv += ["--history", str(history), "--seed", str(self.seed)]
