@@ -33,8 +33,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.faults.cluster import CLIENT_TIMEOUT
-from tests.faults.run import CALL_TIMEOUT, REJOIN_BOUND, SLACK, RunResult, run
+from tests.faults.checks import CALL_TIMEOUT, CLIENT_TIMEOUT, SLACK
+from tests.faults.run import REJOIN_BOUND, RunResult, run
 from tests.multihost import netns
 
 SHORT_FAULTS = 12

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.faults.checks import CLIENT_TIMEOUT
 from tests.faults.schedule import CLIENTS, REPLICAS, Fault
 from tests.multihost._procs import Child
 from tests.multihost.netns import Host, Network, Route
@@ -25,8 +26,6 @@ PORT = 9001
 KEEPALIVE = 1.0
 """Keepalive interval and timeout of replicas and clients: a peer that vanished is
 dropped within 2 s."""
-CLIENT_TIMEOUT = 6.0
-"""Seconds a client's call may take (its gRPC deadline)."""
 WORKERS = 3
 """Operations each client runs at once."""
 KEYS = 4

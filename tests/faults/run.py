@@ -13,9 +13,11 @@ The checks, on every run:
 - every call on a path no fault touched (client host to replica, nor the
   replica halted) ended within the replica's two quorum-call timeouts plus
   ``SLACK``: a quorum call that outlived its ``timeout=`` shows here;
+- no replica cut off from both others completed an operation that began
+  after the cut and ended before the heal (a minority never decides);
 - every replica was back in every configuration within ``REJOIN_BOUND`` of
   each heal (of a restarted replica's listening, for ``kill`` and
-  ``restart``).
+  ``restart``), and before each fault.
 """
 
 from __future__ import annotations
@@ -29,23 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.faults import schedule
-from tests.faults.cluster import CLIENT_TIMEOUT, Cluster
+from tests.faults.checks import Span, late_calls, minority_decisions, undisturbed
+from tests.faults.cluster import Cluster
 from tests.faults.history import Record, read_records, to_ops
 from tests.faults.linearizability import check
 from tests.faults.schedule import Fault
 from tests.multihost.netns import Network
 
-CALL_TIMEOUT = 2.0
-"""The storage replica's timeout for each of its quorum calls (``StorageReplica``'s default);
-an operation makes at most two in a row."""
-SLACK = 1.5
-"""Seconds a call may run past its bound: scheduling on a shared, loaded 2-core machine
-(five processes of the run and whatever else runs). Measured overruns in the long run were
-below this; see RELIABILITY.md."""
-SETTLE = 5.0
-"""Seconds after a heal during which a path still counts as disturbed: the keepalive bound
-(2 s) to drop a connection that died silently, plus a reconnect backoff and the TCP
-retransmission that carries a request sent into the cut."""
 REJOIN_BOUND = 10.0
 """Seconds after a heal within which every replica must have all three again: the keepalive
 bound (2 s), the System's reconnect backoff (at most 2 s), a connect, and slack."""
@@ -108,41 +100,50 @@ async def run(seed: int, count: int, workdir: Path, deadline: float | None = Non
     """
     result = RunResult(seed)
     started = time.monotonic()
-    disturbed: list[tuple[Fault, float, float]] = []  # (fault, made, healed + SETTLE)
+    spans: list[Span] = []
     async with Network(5) as net:
         cluster = Cluster(net, workdir, seed)
         try:
             await cluster.start()
-            await asyncio.sleep(GAP)
             for fault in schedule.plan(seed, count):
+                await asyncio.sleep(GAP)  # operations with nothing broken
                 if deadline is not None and time.monotonic() > deadline:
                     break
+                if not await _rejoined(cluster, f"before {fault}", result):
+                    break  # a replica left after the last heal and did not come back
                 made = time.monotonic()
                 await cluster.inject(fault)
+                cut = time.monotonic()
                 await asyncio.sleep(fault.hold)  # the fault's length, not a wait for anything
-                left = not cluster.full()
+                left, healing = not cluster.full(), time.monotonic()
                 healed = await cluster.heal(fault)
                 result.faults.append(fault)
-                disturbed.append((fault, made, healed + SETTLE))
-                try:
-                    back = await cluster.wait_full(REJOIN_BOUND)
-                except TimeoutError:
-                    result.violations.append(
-                        f"{fault}: replicas not back within {REJOIN_BOUND} s of the heal:"
-                        f" {cluster.configs()}"
-                    )
+                spans.append(Span(fault, made, cut, healing, healed))
+                if not await _rejoined(cluster, f"after {fault}", result):
                     break
                 result.survived += 1
+                back = time.monotonic()
                 if left or back - healed > 0.05:
                     result.rejoins.append((fault.kind, back - healed))
-                await asyncio.sleep(GAP)
             await cluster.stop_clients()
         finally:
             await cluster.aclose()
     records = [record for path in cluster.histories() for record in _read(path)]
-    _check(records, disturbed, result)
+    _check(records, spans, result)
     result.seconds = time.monotonic() - started
     return result
+
+
+async def _rejoined(cluster: Cluster, when: str, result: RunResult) -> bool:
+    """Wait until every replica has all three; a violation in ``result`` if not in time."""
+    try:
+        await cluster.wait_full(REJOIN_BOUND)
+    except TimeoutError:
+        result.violations.append(
+            f"{when}: replicas not all back within {REJOIN_BOUND} s: {cluster.configs()}"
+        )
+        return False
+    return True
 
 
 def _read(path: Path) -> list[Record]:
@@ -152,53 +153,15 @@ def _read(path: Path) -> list[Record]:
     return []
 
 
-def _check(
-    records: list[Record], disturbed: list[tuple[Fault, float, float]], result: RunResult
-) -> None:
-    """Check the histories and call durations; add what fails to ``result``."""
+def _check(records: list[Record], spans: list[Span], result: RunResult) -> None:
+    """Check the histories and the calls; add what fails to ``result``."""
     result.outcomes.update(record.outcome for record in records)
     ops = to_ops(records)
     result.keys = len({op.key for op in ops})
     result.violations += [str(violation) for violation in check(ops)]
     for record in records:
-        clean = undisturbed(record, disturbed)
-        took = record.complete - record.invoke
-        result.longest[clean] = max(result.longest[clean], took)
-    overruns = late_calls(records, disturbed)
+        clean = undisturbed(record, spans)
+        result.longest[clean] = max(result.longest[clean], record.complete - record.invoke)
+    overruns = late_calls(records, spans)
     result.overruns += len(overruns)
-    result.violations += overruns
-
-
-def undisturbed(record: Record, disturbed: list[tuple[Fault, float, float]]) -> bool:
-    """Whether no fault disturbed the record's path while it ran.
-
-    ``disturbed`` holds each fault with when it was made and until when its
-    effects may last (its heal plus ``SETTLE``).
-    """
-    client = int(record.client.removeprefix("c"))
-    return not any(
-        fault.disturbs(client, record.replica) and made < record.complete and record.invoke < until
-        for fault, made, until in disturbed
-    )
-
-
-def late_calls(records: list[Record], disturbed: list[tuple[Fault, float, float]]) -> list[str]:
-    """The calls that ended past their bound, one line each.
-
-    A call on a path a fault disturbed while it ran is bound by its
-    deadline; any other by the replica's two quorum-call timeouts.
-    ``SLACK`` is added to both.
-    """
-    late = []
-    for record in records:
-        took = record.complete - record.invoke
-        clean = undisturbed(record, disturbed)
-        bound = 2 * CALL_TIMEOUT if clean else CLIENT_TIMEOUT
-        if took > bound + SLACK:
-            path = "an undisturbed path" if clean else "a disturbed path"
-            late.append(
-                f"{record.op} {record.key} by {record.client} via replica {record.replica}"
-                f" took {took:.2f} s on {path} (bound {bound} s + {SLACK} s): {record.code}"
-                f" {record.details}"
-            )
-    return late
+    result.violations += overruns + minority_decisions(records, spans)

@@ -73,6 +73,10 @@ class Fault:
             return client in self.side or replica in self.side
         return self.kind in ("kill", "restart", "stop") and replica in self.side
 
+    def alone(self) -> int | None:
+        """The replica the fault cuts off from both others while clients reach it, if any."""
+        return self.side[0] if self.kind in ("split", "isolate", "prohibit") else None
+
     def __str__(self) -> str:
         hosts = ",".join(map(str, self.side))
         if self.other:

@@ -1,4 +1,4 @@
-"""The fault harness's own parts, without namespaces: schedules, histories, call bounds."""
+"""The fault harness's own parts, without namespaces: schedules, histories, the call checks."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 from grpc import StatusCode
 
+from tests.faults.checks import Span, late_calls, minority_decisions
 from tests.faults.client import outcome
 from tests.faults.history import Record, to_ops
 from tests.faults.linearizability import Op
-from tests.faults.run import late_calls
 from tests.faults.schedule import CLIENTS, KINDS, REPLICAS, Fault, plan
 
 
@@ -98,14 +98,29 @@ def test_a_write_fails_only_when_it_certainly_had_no_effect(
 
 def test_calls_past_their_bound_are_reported() -> None:
     stop = Fault("stop", (1,), (), 2.0)
-    disturbed = [(stop, 100.0, 107.0)]  # made at 100, healed at 102, settled at 107
+    spans = [Span(stop, 100.0, 100.1, 102.0, 102.0)]  # its paths are disturbed until 107
     records = [
         record("read", "a", "ok", 10, 15.4),  # 5.4 s, no fault: within 4 s + 1.5 s
         record("read", None, "fail", 20, 26.0),  # 6 s, no fault: a quorum call overran
         record("read", None, "fail", 101, 107.0),  # 6 s while its replica was stopped
         record("read", None, "fail", 106, 113.6),  # past the deadline + slack, disturbed or not
     ]
-    late = late_calls(records, disturbed)
+    late = late_calls(records, spans)
     assert len(late) == 2
     assert "took 6.00 s on an undisturbed path (bound 4.0 s + 1.5 s)" in late[0]
     assert "took 7.60 s on a disturbed path (bound 6.0 s + 1.5 s)" in late[1]
+
+
+def test_a_replica_cut_off_from_both_others_must_not_decide() -> None:
+    isolate = Fault("isolate", (1,), (2, 3), 3.0)
+    spans = [Span(isolate, 100.0, 100.2, 103.0, 103.1)]
+    records = [
+        record("write", "a", "ok", 99.0, 100.5),  # began before the cut: its calls got through
+        record("write", "b", "fail", 101.0, 103.0),  # the minority refused: right
+        record("read", "c", "ok", 102.0, 102.9),  # decided alone: wrong
+        record("read", "d", "ok", 102.5, 103.2),  # ended after the heal began
+    ]
+    (wrong,) = minority_decisions(records, spans)
+    assert wrong.startswith("replica 1 decided alone during isolate 1 | 2,3 for 3.0 s: read k 'c'")
+    one_way = Span(Fault("one-way", (1,), (2,), 3.0), 100.0, 100.2, 103.0, 103.1)
+    assert minority_decisions(records, [one_way]) == []  # replica 1 still reaches replica 3
