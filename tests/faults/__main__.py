@@ -67,9 +67,9 @@ async def run_all(seed: int, faults: int, per_run: int, budget: float | None) ->
         if result.violations:
             print(f"  histories and data kept in {workdir}", flush=True)
         results.append(result)
-        made += max(1, len(result.faults))
-        if deadline is not None and time.monotonic() > deadline:
-            break
+        made += len(result.faults)
+        if not result.faults or (deadline is not None and time.monotonic() > deadline):
+            break  # a run that made no fault failed to start: the next would too
     return results
 
 
