@@ -68,8 +68,10 @@ async def run_all(seed: int, faults: int, per_run: int, budget: float | None) ->
             print(f"  histories and data kept in {workdir}", flush=True)
         results.append(result)
         made += len(result.faults)
-        if not result.faults or (deadline is not None and time.monotonic() > deadline):
-            break  # a run that made no fault failed to start: the next would too
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        if [bool(result.faults) for result in results[-2:]] == [False, False]:
+            break  # two runs in a row failed to start: the next would too
     return results
 
 
