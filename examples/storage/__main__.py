@@ -12,6 +12,10 @@ Run it::
     # and the workload against them, from a fourth:
     python -m examples.storage --nodes 1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003
 
+    # a replica that keeps its register in a file, so a restart finds it, and
+    # notices a vanished peer within 2 s instead of 10 s:
+    python -m examples.storage --id 1 --nodes ... --data replica1.jsonl --keepalive 1
+
     # in a container, bind every interface and name the replicas by DNS
     # (deploy/kubernetes/ runs it so, one replica per pod):
     python -m examples.storage --id 1 --listen 0.0.0.0:9001 \
@@ -37,13 +41,21 @@ import asyncio
 import signal
 import sys
 from collections.abc import Awaitable, Sequence
+from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 
 from examples import storage_pb2_grpc
 from examples.storage.replica import StorageReplica, Store
 from examples.storage.workload import Console, Summary, Workload
-from gorums_mw import Configuration, InboundNodeOption, System, add_quorum_health, with_nodes
+from gorums_mw import (
+    Configuration,
+    InboundNodeOption,
+    Keepalive,
+    System,
+    add_quorum_health,
+    with_nodes,
+)
 from gorums_mw.testing import free_ports
 
 INTERRUPTED = 130
@@ -71,18 +83,19 @@ async def replica(
     store: Store,
     console: Console,
     listen: str | None = None,
+    keepalive: Keepalive | None = None,
 ) -> StorageReplica:
     """Replica ``node_id`` (``.system``) with health; it reports its configuration.
 
     Health ``""`` follows the quorum (``add_quorum_health``); ``LIVENESS``
     is always ``SERVING``. ``listen`` is the address to bind, by default
-    the replica's own address in ``nodes``.
+    the replica's own address in ``nodes``; ``keepalive`` is the System's.
     """
 
     def show(config: Configuration) -> None:
         console.say(f"replica {node_id}: configuration {list(config.ids)}")
 
-    system = System(node_id, nodes, listen=listen, on_config_change=show)
+    system = System(node_id, nodes, listen=listen, keepalive=keepalive, on_config_change=show)
     servicer = StorageReplica(system, store)
     system.add_servicer(storage_pb2_grpc.add_StorageServicer_to_server, servicer)
     health = add_quorum_health(system)
@@ -158,18 +171,27 @@ async def demo(size: int, ops: int, console: Console) -> int:
 
 
 async def serve(
-    node_id: int, nodes: InboundNodeOption, console: Console, listen: str | None = None
+    node_id: int,
+    nodes: InboundNodeOption,
+    console: Console,
+    listen: str | None = None,
+    data: Path | None = None,
+    keepalive: Keepalive | None = None,
 ) -> int:
-    """Run replica ``node_id`` until interrupted."""
-    system = (await replica(node_id, nodes, Store(), console, listen)).system
-    where = system.address if listen is None else f"{listen} as {system.address}"
-    async with system:
-        console.say(
-            f"replica {node_id} listening on {where}; "
-            f"health SERVING while {len(nodes.nodes) // 2 + 1} of {len(nodes.nodes)} replicas "
-            "are connected; Ctrl-C stops it"
-        )
-        await asyncio.Event().wait()  # until Ctrl-C cancels this task
+    """Run replica ``node_id`` until interrupted, its store in ``data`` if given."""
+    store = Store(data)
+    try:
+        system = (await replica(node_id, nodes, store, console, listen, keepalive)).system
+        where = system.address if listen is None else f"{listen} as {system.address}"
+        async with system:
+            console.say(
+                f"replica {node_id} listening on {where}; "
+                f"health SERVING while {len(nodes.nodes) // 2 + 1} of {len(nodes.nodes)} "
+                "replicas are connected; Ctrl-C stops it"
+            )
+            await asyncio.Event().wait()  # until Ctrl-C cancels this task
+    finally:
+        store.close()
     return 0
 
 
@@ -226,6 +248,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --id: the address to bind (default: the replica's own in --nodes), "
         "e.g. 0.0.0.0:9001 in a container",
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="with --id: keep the register in FILE (created if missing), so that the replica "
+        "restarted with the same FILE has its data back",
+    )
+    parser.add_argument(
+        "--keepalive",
+        type=float,
+        metavar="SECONDS",
+        help="with --id: ping each peer every SECONDS and drop one that does not answer within "
+        "SECONDS (default 5)",
+    )
     parser.add_argument("--replicas", type=int, default=3, help="replicas of the demo (>= 3)")
     parser.add_argument("--ops", type=int, default=300, help="operations of the workload")
     args = parser.parse_args(argv)
@@ -233,9 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.id is not None:
         if args.nodes is None or args.id not in args.nodes.nodes:
             parser.error("--id needs --nodes that include it")
-        work = serve(args.id, args.nodes, console, args.listen)
-    elif args.listen is not None:
-        parser.error("--listen needs --id")
+        keepalive = None if args.keepalive is None else Keepalive(args.keepalive, args.keepalive)
+        work = serve(args.id, args.nodes, console, args.listen, args.data, keepalive)
+    elif args.listen is not None or args.data is not None or args.keepalive is not None:
+        parser.error("--listen, --data and --keepalive need --id")
     elif args.nodes is not None:
         work = client(list(args.nodes.nodes.values()), args.ops, console)
     else:

@@ -12,8 +12,10 @@ leave and come back (``|``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 import grpc
 from grpc import aio
@@ -41,12 +43,25 @@ class Store:
     """One replica's copy of every key.
 
     It outlives a ``System``: the in-process demo restarts a replica with
-    the same store, as a restarted process would find its data on disk.
+    the same store. A replica process that may be restarted keeps its store
+    in a file (``path``): a replica that came back empty could be most of
+    the next quorum and make a completed write vanish. Each value kept is
+    appended to the file as one JSON line before ``put`` returns, so it
+    survives the process being killed (not the machine losing power: there
+    is no fsync).
     """
 
-    def __init__(self) -> None:
-        """Create an empty store (every key unwritten, timestamp 0)."""
+    def __init__(self, path: Path | None = None) -> None:
+        """Create a store: empty, or with the values appended to ``path`` by earlier runs."""
         self._values: dict[str, Value] = {}
+        self._file: TextIO | None = None
+        if path is not None:
+            data = path.read_bytes() if path.exists() else b""
+            whole = data[: data.rfind(b"\n") + 1]  # a last line cut short was never kept
+            for line in whole.splitlines():
+                self._keep(Value(**json.loads(line)))
+            self._file = path.open("a", buffering=1)  # line buffered: one write per value
+            self._file.truncate(len(whole))
 
     def get(self, key: str) -> Value:
         """This replica's copy of ``key``."""
@@ -54,6 +69,20 @@ class Store:
 
     def put(self, value: Value) -> bool:
         """Keep ``value`` if it is newer than the copy held; return whether it was."""
+        if not self._keep(value):
+            return False
+        if self._file is not None:
+            fields = ("key", "value", "timestamp", "writer")
+            line = json.dumps({name: getattr(value, name) for name in fields})
+            self._file.write(line + "\n")
+        return True
+
+    def close(self) -> None:
+        """Close the store's file, if it has one."""
+        if self._file is not None:
+            self._file.close()
+
+    def _keep(self, value: Value) -> bool:
         if stamp(value) <= stamp(self.get(value.key)):
             return False
         self._values[value.key] = value

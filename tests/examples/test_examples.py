@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from examples.storage.replica import Store, Value
 from examples.storage.workload import Register
 from gorums_mw.testing import free_ports
 
@@ -146,6 +147,31 @@ async def test_storage_one_replica_per_process(cluster: tuple[str, dict[int, Rep
 
     code, stderr = await replicas[1].interrupt()
     assert code == 130 and "interrupted: stopped cleanly" in stderr, stderr
+
+
+def test_storage_store_in_a_file_has_its_data_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "replica.jsonl"
+    store = Store(path)
+    newest = Value(key="k", value="b", timestamp=2, writer=3)
+    assert store.put(Value(key="k", value="a", timestamp=1, writer=1))
+    assert store.put(newest)
+    assert not store.put(Value(key="k", value="old", timestamp=1, writer=2))
+    store.close()
+    with path.open("a") as file:
+        file.write('{"key": "k", "value": "cut sh')  # a line the process never finished
+    again = Store(path)
+    assert again.get("k") == newest
+    assert again.put(Value(key="j", value="c", timestamp=1, writer=1))
+    again.close()
+    third = Store(path)
+    assert (third.get("k"), third.get("j").value) == (newest, "c")
+    third.close()
+
+
+def test_storage_file_and_keepalive_options_are_for_a_replica() -> None:
+    result = run_example("examples.storage", "--data", "x.jsonl", "--keepalive", "1")
+    assert result.returncode == 2
+    assert "--listen, --data and --keepalive need --id" in result.stderr
 
 
 def test_register_model_catches_stale_reads() -> None:

@@ -190,6 +190,10 @@ class Replica:
         """
         return await self.running.ask("quorum", ("quorum ", "quorum-failed "))
 
+    async def default_quorum(self) -> str:
+        """A quorum call with the default quorum (no ``quorum=``), bounded by 2 s; as ``quorum``."""
+        return await self.running.ask("default-quorum", ("quorum ", "quorum-failed "))
+
     async def stop(self) -> None:
         """SIGKILL the process (no goodbye) and reap it."""
         if self.child is not None:

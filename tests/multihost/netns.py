@@ -16,6 +16,14 @@ leave it reading the old one. Each host also gets a resolv.conf that points at
 its own loopback, so a name that is not in its hosts file fails at once and no
 DNS query leaves the namespace.
 
+Faults are made inside the hosts, never on the bridge: ``block`` adds a route
+in one host that drops (``blackhole``: silently, the hard case for timeouts)
+or refuses (``prohibit``/``unreachable``: at once) its packets to another
+host, so a partition is a set of such routes and a one-way cut is one of
+them; ``set_link`` takes a host's ``eth0`` down (off the bridge) or up;
+``heal`` undoes every fault made so far. This kernel has no ``netem``, so
+delay and loss rates are not offered.
+
 Namespace names are ``<RUN_PREFIX><token>-sw`` and ``...-hN``: ``RUN_PREFIX``
 is drawn once per test process and the token once per network, so parallel
 runs never touch each other's namespaces. ``aclose()`` (``async with`` calls
@@ -28,6 +36,8 @@ Example::
     async with Network(3) as net:
         net.publish({"host1.test": net.hosts[0].ip})
         proc = await net.spawn(net.hosts[0], sys.executable, "-m", "some.module")
+        await net.partition([net.hosts[2]], net.hosts[:2])  # host 3 alone, both ways
+        await net.heal()
 """
 
 from __future__ import annotations
@@ -40,11 +50,11 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 RUN_PREFIX = f"gmw{secrets.token_hex(2)}-"
 """Prefix of every namespace this test process makes (``ip netns list`` shows them)."""
@@ -57,11 +67,19 @@ IP_TIMEOUT = 10.0
 KILL_TIMEOUT = 5.0
 """Seconds a killed child may take to be reaped."""
 
+Route = Literal["blackhole", "prohibit", "unreachable"]
+"""How blocked packets fail: dropped silently, or refused at once (EACCES, EHOSTUNREACH)."""
+
 _BASE_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _RESOLV_CONF = (
     "# gorums-mw test host: names come from /etc/hosts; no DNS query leaves the host\n"
     "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 )
+
+
+_DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ()
+"""A prefix that makes a child get SIGKILL when its parent dies (``ip netns exec`` and
+``setpriv`` exec, so the child is still the process ``spawn`` made)."""
 
 
 class NetnsError(RuntimeError):
@@ -170,10 +188,17 @@ class Network:
         self._made: list[str] = []
         self._children: list[asyncio.subprocess.Process] = []
         self._next_ip = 100
+        self._blocks: set[tuple[str, str, Route]] = set()
+        """Routes ``block`` added, as (namespace, destination IP, route type)."""
+        self._down: set[str] = set()
+        """Namespaces whose link ``set_link`` took down."""
 
     def __repr__(self) -> str:
         ips = {host.index: host.ip for host in self.hosts}
-        return f"<Network {self.name} subnet={self.subnet} hosts={ips} made={len(self._made)}>"
+        return (
+            f"<Network {self.name} subnet={self.subnet} hosts={ips} made={len(self._made)}"
+            f" blocks={len(self._blocks)} down={len(self._down)}>"
+        )
 
     async def __aenter__(self) -> Network:
         await self.create()
@@ -272,14 +297,69 @@ class Network:
         host.ip = new_ip
         return new_ip
 
+    async def block(self, host: Host, peer: Host, route: Route = "blackhole") -> None:
+        """Make every packet ``host`` sends to ``peer`` fail as ``route`` says (one way).
+
+        ``peer``'s packets still reach ``host``; over TCP that means data
+        from ``peer`` arrives but is never acknowledged.
+
+        Raises:
+            NetnsError: ``ip`` failed (the route may already be there).
+        """
+        await self._ip("-n", host.netns, "route", "add", route, f"{peer.ip}/32")
+        self._blocks.add((host.netns, peer.ip, route))
+
+    async def partition(
+        self, side: Sequence[Host], other: Sequence[Host], route: Route = "blackhole"
+    ) -> None:
+        """Block every host of ``side`` from every host of ``other``, both ways.
+
+        Raises:
+            NetnsError: ``ip`` failed.
+        """
+        for host in side:
+            for peer in other:
+                await self.block(host, peer, route)
+                await self.block(peer, host, route)
+
+    async def set_link(self, host: Host, up: bool) -> None:
+        """Take ``host``'s link to the bridge down (``up=False``) or bring it back.
+
+        While it is down the host's subnet route is gone (its own sends fail
+        at once) and packets to it are dropped at the bridge.
+
+        Raises:
+            NetnsError: ``ip`` failed.
+        """
+        await self._ip("-n", host.netns, "link", "set", DEVICE, "up" if up else "down")
+        if up:
+            self._down.discard(host.netns)
+        else:
+            self._down.add(host.netns)
+
+    async def heal(self) -> None:
+        """Remove every route ``block`` added and bring every link ``set_link`` took down up.
+
+        Raises:
+            NetnsError: ``ip`` failed.
+        """
+        for netns, ip, route in sorted(self._blocks):
+            await self._ip("-n", netns, "route", "del", route, f"{ip}/32")
+            self._blocks.discard((netns, ip, route))
+        for netns in sorted(self._down):
+            await self._ip("-n", netns, "link", "set", DEVICE, "up")
+            self._down.discard(netns)
+
     async def spawn(self, host: Host, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
         """Start ``argv`` inside ``host``'s namespace (``ip netns exec``).
 
         ``kwargs`` go to ``asyncio.create_subprocess_exec``. The process is
-        killed by ``aclose`` if it is still running then.
+        killed by ``aclose`` if it is still running then, and, where
+        util-linux's ``setpriv`` is installed, when this process dies (even
+        by SIGKILL, which leaves no chance to run ``aclose``).
         """
         child = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", host.netns, *argv, **kwargs
+            "ip", "netns", "exec", host.netns, *_DIE_WITH_PARENT, *argv, **kwargs
         )
         self._children.append(child)
         return child

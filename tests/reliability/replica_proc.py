@@ -13,7 +13,9 @@ It answers commands, one per line on stdin:
 - ``config?`` → ``config-now <id>,...``: its configuration at that moment;
 - ``quorum`` → ``quorum <id>,...`` (the replica IDs that answered an
   ``echo.Echo.Say`` quorum call on every node of its configuration), or
-  ``quorum-failed <error>``.
+  ``quorum-failed <error>``;
+- ``default-quorum`` → the same for a call with the default quorum (no
+  ``quorum=``), bounded by 2 s.
 
 It stops cleanly when its stdin closes (the test process ended) or on SIGTERM.
 """
@@ -25,6 +27,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -72,24 +75,30 @@ def _report(config: Configuration) -> None:
     _say("config " + _ids(config))
 
 
+_ECHO = echo_pb2.EchoRequest(text="quorum")
+
+
+async def _quorum(call: Awaitable[Mapping[int, Any]]) -> None:
+    """Report which replicas answered ``call``, or how it failed."""
+    try:
+        replies = await call
+    except Exception as exc:
+        _say(f"quorum-failed {type(exc).__name__}: {exc}".replace("\n", " "))
+    else:
+        _say("quorum " + ",".join(str(reply.node_id) for _, reply in sorted(replies.items())))
+
+
 async def _command(system: System, line: str) -> None:
     """Answer one stdin command (see the module docstring)."""
     if line == "config?":
         _say("config-now " + _ids(system.config()))
     elif line == "quorum":
         config = system.config()
-        try:
-            replies = await config.quorum_call(
-                SAY,
-                echo_pb2.EchoRequest(text=line),
-                echo_pb2.EchoReply,
-                quorum=len(config),
-                timeout=5,
-            )
-        except Exception as exc:
-            _say(f"quorum-failed {type(exc).__name__}: {exc}".replace("\n", " "))
-        else:
-            _say("quorum " + ",".join(str(reply.node_id) for _, reply in sorted(replies.items())))
+        await _quorum(
+            config.quorum_call(SAY, _ECHO, echo_pb2.EchoReply, quorum=len(config), timeout=5)
+        )
+    elif line == "default-quorum":
+        await _quorum(system.config().quorum_call(SAY, _ECHO, echo_pb2.EchoReply, timeout=2))
     elif line:
         _say(f"unknown-command {line}")
 
