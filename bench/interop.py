@@ -1,7 +1,7 @@
 """Item 5: gorums-mw next to the real Go Gorums, in every direction.
 
     .venv/bin/python -m bench.interop [--rounds 3] [--seconds 2] [--go-peer PATH]
-        [--loops asyncio,uvloop] [--thread-names]
+        [--loops asyncio,uvloop] [--compiled [TREE]] [--thread-names]
 
 Three servers, and a client making majority quorum calls of upstream's
 ``WriteQC`` (``proto.Storage``, a 16-byte value) with 1 and 64 calls in
@@ -22,7 +22,11 @@ flight; servers and the client each in their own process, on loopback:
 
 With ``--loops asyncio,uvloop``, the ``gorums-mw -> gorums-mw`` and
 ``grpc.aio limit`` rows also run with every Python process of the row (client
-and servers) on uvloop, in the same rounds: rows ``..., uvloop``.
+and servers) on uvloop, in the same rounds: rows ``..., uvloop``. With
+``--compiled``, the ``gorums-mw -> gorums-mw`` rows (one per loop) also run
+from a compiled copy of this tree (default ``build/compiled``, as
+``scripts/build-compiled`` makes it), in the same rounds: rows ``...,
+compiled``.
 
 Every row also gives CPU per call, split by thread: the asyncio (main) thread
 of the Python processes against all their other threads (grpc's poller,
@@ -62,6 +66,7 @@ from grpc import aio
 
 from bench._common import (
     LOOPS,
+    ROOT,
     Child,
     Context,
     CpuSnapshot,
@@ -74,6 +79,7 @@ from bench._common import (
     machine,
     median,
     print_table,
+    python_in,
     run_on,
     spawn,
     spread,
@@ -96,6 +102,8 @@ from tests.interop.storage import WRITE_QC, Storage, WriteRequest, WriteResponse
 
 DEFAULT_GO_PEER: Final = goproc.ROOT.parent / "shared" / "interop" / "go-peer" / "gorums-go-peer"
 SIZE: Final = 3
+COMPILED_TREE: Final = ROOT / "build" / "compiled"
+"""Where ``scripts/build-compiled`` puts the compiled copy of this tree."""
 VALUE: Final = "x" * 16
 CONCURRENCY: Final = (1, 64)
 GO_GO: Final = "Go -> Go"
@@ -115,6 +123,8 @@ class Row:
     client: str
     servers: str
     loop: str = "asyncio"
+    tree: Path | None = None
+    """The checkout the Python processes run (None: this one)."""
 
 
 BASE_ROWS: Final = (
@@ -128,14 +138,19 @@ BASE_ROWS: Final = (
 )
 
 
-def rows_for(loops: Sequence[str]) -> list[Row]:
+def rows_for(loops: Sequence[str], compiled: Path | None = None) -> list[Row]:
     """The rows, with ``gorums-mw -> gorums-mw`` and ``grpc.aio limit`` again on each
-    loop but asyncio (the others stay on asyncio)."""
+    loop but asyncio (the others stay on asyncio), and ``gorums-mw -> gorums-mw``
+    from the ``compiled`` tree on each loop."""
     rows = list(BASE_ROWS)
     for loop in loops:
         if loop != "asyncio":
             rows.append(Row(f"{OURS}, {loop}", "gorums", "gorums", loop))
             rows.append(Row(f"{LIMIT}, {loop}", "raw", "raw", loop))
+    if compiled is not None:
+        for loop in loops:
+            on = "" if loop == "asyncio" else f", {loop}"
+            rows.append(Row(f"{OURS}, compiled{on}", "gorums", "gorums", loop, compiled))
     return rows
 
 
@@ -420,15 +435,17 @@ def spawn_go(go_peer: Path, node_id: int) -> Child:
     return Child(f"go {node_id}", proc, {"addr": line.split()[1]})
 
 
-def measure(command: Sequence[str], conc: int, seconds: float) -> Result:
-    """Run one client process; parse its ``RESULT`` line."""
+def measure(command: Sequence[str], conc: int, seconds: float, tree: Path | None = None) -> Result:
+    """Run one client process (with the code of ``tree``); parse its ``RESULT`` line."""
+    paths = {} if tree is None else {"PYTHONPATH": str(tree)}
     done = subprocess.run(
         [*command, "--conc", str(conc), "--seconds", str(seconds)],
         capture_output=True,
         text=True,
         timeout=seconds + 60,
         check=False,
-        env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
+        cwd=tree,
+        env={**os.environ, "GRPC_VERBOSITY": "ERROR", **paths},
     )
     result = Result.parse(done.stdout)
     if result is None:
@@ -485,14 +502,15 @@ def _cpu(before: CpuSnapshot, after: CpuSnapshot, calls: float) -> ThreadCpu:
     return cpu_between(before, after).per_call(calls)
 
 
-def spawn_servers(kind: str, loop: str, go_peer: Path) -> list[Child]:
-    """Three servers of ``kind`` (``GO``, ``gorums``, ``raw``), Python ones on ``loop``."""
+def spawn_servers(kind: str, loop: str, go_peer: Path, tree: Path | None) -> list[Child]:
+    """Three servers of ``kind`` (``GO``, ``gorums``, ``raw``), Python ones on ``loop``
+    with the code of ``tree`` (None: this checkout)."""
     if kind == GO:
         return [spawn_go(go_peer, i) for i in range(1, SIZE + 1)]
     on = ("--loop", loop)
     if kind == "raw":
         return [
-            spawn(f"raw {i} ({loop})", "bench.interop", "--serve", "raw", *on)
+            spawn(f"raw {i} ({loop})", "bench.interop", "--serve", "raw", *on, tree=tree)
             for i in range(1, SIZE + 1)
         ]
     return [
@@ -500,6 +518,7 @@ def spawn_servers(kind: str, loop: str, go_peer: Path) -> list[Child]:
             f"gorums {i} ({loop})",
             "bench.interop",
             *("--serve", "gorums", "--id", str(i), "--addrs", a, *on),
+            tree=tree,
         )
         for i, a in enumerate((f"127.0.0.1:{p}" for p in free_ports(SIZE)), start=1)
     ]
@@ -509,27 +528,38 @@ Samples = dict[tuple[str, int], list[Result]]
 
 
 def drive(
-    go_peer: Path, rounds: int, seconds: float, loops: Sequence[str], show_names: bool
+    go_peer: Path,
+    rounds: int,
+    seconds: float,
+    loops: Sequence[str],
+    show_names: bool,
+    compiled: Path | None = None,
 ) -> None:
-    rows = rows_for(loops)
+    rows = rows_for(loops, compiled)
     children: list[Child] = []
+
+    def servers_key(row: Row) -> tuple[str, str, Path | None]:
+        if row.servers == GO:
+            return (GO, "asyncio", None)
+        return (row.servers, row.loop, row.tree)
+
     try:
-        servers: dict[tuple[str, str], list[Child]] = {}
+        servers: dict[tuple[str, str, Path | None], list[Child]] = {}
         for row in rows:
-            key = (row.servers, "asyncio" if row.servers == GO else row.loop)
+            key = servers_key(row)
             if key not in servers:
-                servers[key] = spawn_servers(row.servers, row.loop, go_peer)
+                servers[key] = spawn_servers(row.servers, row.loop, go_peer, row.tree)
                 children += servers[key]
 
         def run(row: Row, conc: int) -> Result:
-            group = servers[(row.servers, "asyncio" if row.servers == GO else row.loop)]
+            group = servers[servers_key(row)]
             addrs = ",".join(child.info["addr"] for child in group)
             pids = [child.proc.pid for child in group]
             if row.client == GO:
                 return measure_go([str(go_peer), "bench", "--addrs", addrs], conc, seconds, pids)
-            python = [sys.executable, "-m", "bench.interop", "--client", row.client]
+            python = [*python_in(row.tree), "-m", "bench.interop", "--client", row.client]
             python += ["--loop", row.loop, "--cpu-pids", ",".join(map(str, pids))]
-            return measure([*python, "--addrs", addrs], conc, seconds)
+            return measure([*python, "--addrs", addrs], conc, seconds, row.tree)
 
         samples: Samples = {}
         for index in range(rounds):
@@ -625,7 +655,8 @@ def report_targets(samples: Samples, rows: Sequence[Row]) -> None:
     median (min-max): p50 at 1 in flight over the raw fan-out's (the ``grpc.aio
     limit`` row on the same loop, and on asyncio) and over Go -> Go's; calls/s at
     64 over Go -> Go's; client CPU per call at 1 in flight over Go's client's and
-    over the raw fan-out client's.
+    over the raw fan-out client's; for a compiled row, calls/s at 64 over the
+    pure build's on the same loop.
     The raw fan-out's own rows follow: what the stack allows by the same measures."""
 
     def ratio(
@@ -644,6 +675,7 @@ def report_targets(samples: Samples, rows: Sequence[Row]) -> None:
         return result.client.total
 
     loops = sorted({row.loop for row in rows}, key=LOOPS.index)
+    compiled = any(row.tree is not None for row in rows)
     cells: list[list[object]] = []
     chosen = [row for row in rows if row.client == row.servers == "gorums"]
     chosen += [row for row in rows if row.client == row.servers == "raw"]
@@ -659,6 +691,9 @@ def report_targets(samples: Samples, rows: Sequence[Row]) -> None:
             ratio(one, samples[(GO_GO, 1)], client_cpu),
             ratio(one, samples[(limit, 1)], client_cpu),
         ]
+        if compiled:
+            pure = f"{OURS}, {row.loop}" if row.loop != "asyncio" else OURS
+            line.append(ratio(many, samples[(pure, 64)], rate) if row.tree else "-")
         cells.append(line)
     headers = ["client -> servers", "p50 @1 x raw fan-out, same loop (target <= 1.25)"]
     if len(loops) > 1:
@@ -669,6 +704,8 @@ def report_targets(samples: Samples, rows: Sequence[Row]) -> None:
         "client CPU/call @1 x Go client's (target <= 2)",
         "client CPU/call @1 x raw fan-out's, same loop",
     ]
+    if compiled:
+        headers.append("calls/s @64 x pure build, same loop (keep if >= 1.15)")
     print_table(
         "Issue 21 targets: ratios per round, median (min-max); raw fan-out = grpc.aio limit",
         headers,
@@ -693,6 +730,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         " grpc.aio limit rows run again on each loop but asyncio, in the same rounds",
     )
     parser.add_argument(
+        "--compiled",
+        nargs="?",
+        const=str(COMPILED_TREE),
+        type=Path,
+        help="also run gorums-mw -> gorums-mw from this compiled tree (default"
+        " build/compiled; make it with scripts/build-compiled)",
+    )
+    parser.add_argument(
         "--thread-names",
         action="store_true",
         help="also break the non-main threads' CPU down by thread name",
@@ -715,7 +760,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         unknown = [loop for loop in loops if loop not in LOOPS]
         if unknown or "asyncio" not in loops:
             parser.error(f"--loops: a list of {', '.join(LOOPS)}, with asyncio (the baseline)")
-        drive(go_peer_path(args.go_peer), args.rounds, args.seconds, loops, args.thread_names)
+        compiled: Path | None = args.compiled
+        if compiled is not None and not any(compiled.glob("gorums_mw/_calls/fanout.*.so")):
+            parser.error(f"--compiled: no compiled build in {compiled}; run scripts/build-compiled")
+        drive(
+            go_peer_path(args.go_peer),
+            args.rounds,
+            args.seconds,
+            loops,
+            args.thread_names,
+            None if compiled is None else compiled.resolve(),
+        )
 
 
 if __name__ == "__main__":
