@@ -8,9 +8,10 @@ process running ``bench/_versus_child.py`` with ``PYTHONPATH`` set to one
 tree: three ``LocalReplicas`` in that process, majority quorum calls with 1
 and 64 in flight, and unary calls identified by ``gorums-addr`` (64 in
 flight). Rows: the base release; this tree on the plain NodeStream
-(``batching=False``, the wire the base speaks); this tree as it comes
-(batched). Rounds rotate the rows; ratios are against the base in the same
-round (median, min-max over rounds). Everything shares one process and two
+(``batching=False``, the wire 0.1.0 speaks); this tree as it comes
+(batched). A base later than 0.1.0 also gets its own plain row. Rounds
+rotate the rows; ratios are against the base in the same round (median,
+min-max over rounds). Everything shares one process and two
 cores, so only the ratios mean much.
 """
 
@@ -49,11 +50,13 @@ def run_child(tree: Path, variant: str, seconds: float) -> dict[str, float]:
 
 
 def compare(base: Path, label: str, rounds: int, seconds: float) -> None:
-    rows = (
+    rows: tuple[tuple[str, Path, str], ...] = (
         (label, base, "default"),
         ("this tree, plain", ROOT, "plain"),
         ("this tree", ROOT, "default"),
     )
+    if label != "0.1.0":  # later releases batch by default: their plain stream too
+        rows = (rows[0], (f"{label}, plain", base, "plain"), *rows[1:])
     ratios: dict[tuple[str, str], list[float]] = {}
     rates: dict[tuple[str, str], list[float]] = {}
     for index in range(rounds):
