@@ -1,7 +1,7 @@
 """Item 5: gorums-mw next to the real Go Gorums, in every direction.
 
     .venv/bin/python -m bench.interop [--rounds 3] [--seconds 2] [--go-peer PATH]
-        [--loops asyncio,uvloop] [--compiled [TREE]] [--thread-names]
+        [--loops asyncio,uvloop] [--thread-names]
 
 Three servers, and a client making majority quorum calls of upstream's
 ``WriteQC`` (``proto.Storage``, a 16-byte value) with 1 and 64 calls in
@@ -22,11 +22,7 @@ flight; servers and the client each in their own process, on loopback:
 
 With ``--loops asyncio,uvloop``, the ``gorums-mw -> gorums-mw`` and
 ``grpc.aio limit`` rows also run with every Python process of the row (client
-and servers) on uvloop, in the same rounds: rows ``..., uvloop``. With
-``--compiled``, the ``gorums-mw -> gorums-mw`` rows (one per loop) also run
-from a compiled copy of this tree (default ``build/compiled``, as
-``scripts/build-compiled`` makes it), in the same rounds: rows ``...,
-compiled``.
+and servers) on uvloop, in the same rounds: rows ``..., uvloop``.
 
 Every row also gives CPU per call, split by thread: the asyncio (main) thread
 of the Python processes against all their other threads (grpc's poller,
@@ -66,7 +62,6 @@ from grpc import aio
 
 from bench._common import (
     LOOPS,
-    ROOT,
     Child,
     Context,
     CpuSnapshot,
@@ -79,7 +74,6 @@ from bench._common import (
     machine,
     median,
     print_table,
-    python_in,
     run_on,
     spawn,
     spread,
@@ -102,8 +96,6 @@ from tests.interop.storage import WRITE_QC, Storage, WriteRequest, WriteResponse
 
 DEFAULT_GO_PEER: Final = goproc.ROOT.parent / "shared" / "interop" / "go-peer" / "gorums-go-peer"
 SIZE: Final = 3
-COMPILED_TREE: Final = ROOT / "build" / "compiled"
-"""Where ``scripts/build-compiled`` puts the compiled copy of this tree."""
 VALUE: Final = "x" * 16
 CONCURRENCY: Final = (1, 64)
 GO_GO: Final = "Go -> Go"
@@ -123,8 +115,6 @@ class Row:
     client: str
     servers: str
     loop: str = "asyncio"
-    tree: Path | None = None
-    """The checkout the Python processes run (None: this one)."""
 
 
 BASE_ROWS: Final = (
@@ -138,19 +128,14 @@ BASE_ROWS: Final = (
 )
 
 
-def rows_for(loops: Sequence[str], compiled: Path | None = None) -> list[Row]:
+def rows_for(loops: Sequence[str]) -> list[Row]:
     """The rows, with ``gorums-mw -> gorums-mw`` and ``grpc.aio limit`` again on each
-    loop but asyncio (the others stay on asyncio), and ``gorums-mw -> gorums-mw``
-    from the ``compiled`` tree on each loop."""
+    loop but asyncio (the others stay on asyncio)."""
     rows = list(BASE_ROWS)
     for loop in loops:
         if loop != "asyncio":
             rows.append(Row(f"{OURS}, {loop}", "gorums", "gorums", loop))
             rows.append(Row(f"{LIMIT}, {loop}", "raw", "raw", loop))
-    if compiled is not None:
-        for loop in loops:
-            on = "" if loop == "asyncio" else f", {loop}"
-            rows.append(Row(f"{OURS}, compiled{on}", "gorums", "gorums", loop, compiled))
     return rows
 
 
@@ -435,17 +420,15 @@ def spawn_go(go_peer: Path, node_id: int) -> Child:
     return Child(f"go {node_id}", proc, {"addr": line.split()[1]})
 
 
-def measure(command: Sequence[str], conc: int, seconds: float, tree: Path | None = None) -> Result:
-    """Run one client process (with the code of ``tree``); parse its ``RESULT`` line."""
-    paths = {} if tree is None else {"PYTHONPATH": str(tree)}
+def measure(command: Sequence[str], conc: int, seconds: float) -> Result:
+    """Run one client process; parse its ``RESULT`` line."""
     done = subprocess.run(
         [*command, "--conc", str(conc), "--seconds", str(seconds)],
         capture_output=True,
         text=True,
         timeout=seconds + 60,
         check=False,
-        cwd=tree,
-        env={**os.environ, "GRPC_VERBOSITY": "ERROR", **paths},
+        env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
     )
     result = Result.parse(done.stdout)
     if result is None:
@@ -502,15 +485,14 @@ def _cpu(before: CpuSnapshot, after: CpuSnapshot, calls: float) -> ThreadCpu:
     return cpu_between(before, after).per_call(calls)
 
 
-def spawn_servers(kind: str, loop: str, go_peer: Path, tree: Path | None) -> list[Child]:
-    """Three servers of ``kind`` (``GO``, ``gorums``, ``raw``), Python ones on ``loop``
-    with the code of ``tree`` (None: this checkout)."""
+def spawn_servers(kind: str, loop: str, go_peer: Path) -> list[Child]:
+    """Three servers of ``kind`` (``GO``, ``gorums``, ``raw``), Python ones on ``loop``."""
     if kind == GO:
         return [spawn_go(go_peer, i) for i in range(1, SIZE + 1)]
     on = ("--loop", loop)
     if kind == "raw":
         return [
-            spawn(f"raw {i} ({loop})", "bench.interop", "--serve", "raw", *on, tree=tree)
+            spawn(f"raw {i} ({loop})", "bench.interop", "--serve", "raw", *on)
             for i in range(1, SIZE + 1)
         ]
     return [
@@ -518,7 +500,6 @@ def spawn_servers(kind: str, loop: str, go_peer: Path, tree: Path | None) -> lis
             f"gorums {i} ({loop})",
             "bench.interop",
             *("--serve", "gorums", "--id", str(i), "--addrs", a, *on),
-            tree=tree,
         )
         for i, a in enumerate((f"127.0.0.1:{p}" for p in free_ports(SIZE)), start=1)
     ]
@@ -528,38 +509,27 @@ Samples = dict[tuple[str, int], list[Result]]
 
 
 def drive(
-    go_peer: Path,
-    rounds: int,
-    seconds: float,
-    loops: Sequence[str],
-    show_names: bool,
-    compiled: Path | None = None,
+    go_peer: Path, rounds: int, seconds: float, loops: Sequence[str], show_names: bool
 ) -> None:
-    rows = rows_for(loops, compiled)
+    rows = rows_for(loops)
     children: list[Child] = []
-
-    def servers_key(row: Row) -> tuple[str, str, Path | None]:
-        if row.servers == GO:
-            return (GO, "asyncio", None)
-        return (row.servers, row.loop, row.tree)
-
     try:
-        servers: dict[tuple[str, str, Path | None], list[Child]] = {}
+        servers: dict[tuple[str, str], list[Child]] = {}
         for row in rows:
-            key = servers_key(row)
+            key = (row.servers, "asyncio" if row.servers == GO else row.loop)
             if key not in servers:
-                servers[key] = spawn_servers(row.servers, row.loop, go_peer, row.tree)
+                servers[key] = spawn_servers(row.servers, row.loop, go_peer)
                 children += servers[key]
 
         def run(row: Row, conc: int) -> Result:
-            group = servers[servers_key(row)]
+            group = servers[(row.servers, "asyncio" if row.servers == GO else row.loop)]
             addrs = ",".join(child.info["addr"] for child in group)
             pids = [child.proc.pid for child in group]
             if row.client == GO:
                 return measure_go([str(go_peer), "bench", "--addrs", addrs], conc, seconds, pids)
-            python = [*python_in(row.tree), "-m", "bench.interop", "--client", row.client]
+            python = [sys.executable, "-m", "bench.interop", "--client", row.client]
             python += ["--loop", row.loop, "--cpu-pids", ",".join(map(str, pids))]
-            return measure([*python, "--addrs", addrs], conc, seconds, row.tree)
+            return measure([*python, "--addrs", addrs], conc, seconds)
 
         samples: Samples = {}
         for index in range(rounds):
@@ -655,8 +625,7 @@ def report_targets(samples: Samples, rows: Sequence[Row]) -> None:
     median (min-max): p50 at 1 in flight over the raw fan-out's (the ``grpc.aio
     limit`` row on the same loop, and on asyncio) and over Go -> Go's; calls/s at
     64 over Go -> Go's; client CPU per call at 1 in flight over Go's client's and
-    over the raw fan-out client's; for a compiled row, calls/s at 64 over the
-    pure build's on the same loop.
+    over the raw fan-out client's.
     The raw fan-out's own rows follow: what the stack allows by the same measures."""
 
     def ratio(
@@ -675,7 +644,6 @@ def report_targets(samples: Samples, rows: Sequence[Row]) -> None:
         return result.client.total
 
     loops = sorted({row.loop for row in rows}, key=LOOPS.index)
-    compiled = any(row.tree is not None for row in rows)
     cells: list[list[object]] = []
     chosen = [row for row in rows if row.client == row.servers == "gorums"]
     chosen += [row for row in rows if row.client == row.servers == "raw"]
@@ -691,9 +659,6 @@ def report_targets(samples: Samples, rows: Sequence[Row]) -> None:
             ratio(one, samples[(GO_GO, 1)], client_cpu),
             ratio(one, samples[(limit, 1)], client_cpu),
         ]
-        if compiled:
-            pure = f"{OURS}, {row.loop}" if row.loop != "asyncio" else OURS
-            line.append(ratio(many, samples[(pure, 64)], rate) if row.tree else "-")
         cells.append(line)
     headers = ["client -> servers", "p50 @1 x raw fan-out, same loop (target <= 1.25)"]
     if len(loops) > 1:
@@ -704,8 +669,6 @@ def report_targets(samples: Samples, rows: Sequence[Row]) -> None:
         "client CPU/call @1 x Go client's (target <= 2)",
         "client CPU/call @1 x raw fan-out's, same loop",
     ]
-    if compiled:
-        headers.append("calls/s @64 x pure build, same loop (keep if >= 1.15)")
     print_table(
         "Issue 21 targets: ratios per round, median (min-max); raw fan-out = grpc.aio limit",
         headers,
@@ -730,14 +693,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         " grpc.aio limit rows run again on each loop but asyncio, in the same rounds",
     )
     parser.add_argument(
-        "--compiled",
-        nargs="?",
-        const=str(COMPILED_TREE),
-        type=Path,
-        help="also run gorums-mw -> gorums-mw from this compiled tree (default"
-        " build/compiled; make it with scripts/build-compiled)",
-    )
-    parser.add_argument(
         "--thread-names",
         action="store_true",
         help="also break the non-main threads' CPU down by thread name",
@@ -760,17 +715,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         unknown = [loop for loop in loops if loop not in LOOPS]
         if unknown or "asyncio" not in loops:
             parser.error(f"--loops: a list of {', '.join(LOOPS)}, with asyncio (the baseline)")
-        compiled: Path | None = args.compiled
-        if compiled is not None and not any(compiled.glob("gorums_mw/_calls/fanout.*.so")):
-            parser.error(f"--compiled: no compiled build in {compiled}; run scripts/build-compiled")
-        drive(
-            go_peer_path(args.go_peer),
-            args.rounds,
-            args.seconds,
-            loops,
-            args.thread_names,
-            None if compiled is None else compiled.resolve(),
-        )
+        drive(go_peer_path(args.go_peer), args.rounds, args.seconds, loops, args.thread_names)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Answers as async iterators: a call's own (``answers_of``), and the small
-iterators that reshape them. Async generators live here, apart from the
-engine, which may be compiled (mypyc compiles no async generator)."""
+iterators that reshape them, apart from the engine that feeds them."""
 
 from __future__ import annotations
 

@@ -48,8 +48,7 @@ class CallSpec(NamedTuple):
         """Check a call's public arguments and fix its deadline from now.
 
         What comes from the caller is typed ``object`` here: it is checked,
-        and a compiled build would otherwise refuse a wrong type before the
-        check could say what is wrong.
+        so a wrong type gets an error that says what is wrong.
 
         Raises:
             ValueError: ``method`` is malformed or unknown to its service, or
