@@ -8,6 +8,9 @@ runs under valgrind's callgrind with instrumentation off; after a warm-up,
 callgrind counts the server process's instructions (every thread: grpc's
 C core and Python) while this process makes ``--calls`` unary calls, and
 the table gives instructions per call and their ratio to the bare server.
+Each server also runs under cProfile (the difference between serving
+``2 * --calls`` and ``--calls`` calls): its Python function calls per call,
+exact, and what they add over the bare server.
 A server that is CPU-bound runs at about the inverse ratio. ``--base`` adds
 the ``gorums`` rows for an earlier revision (a temporary checkout). Needs
 valgrind (Debian's package); each row takes about 20 s.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -112,22 +116,71 @@ def measure(kind: str, claim: bool, count: int, tree: Path | None) -> float:
         return total / count
 
 
+def python_calls(kind: str, claim: bool, count: int, tree: Path | None) -> float:
+    """Python function calls per call of a ``kind`` server (from ``tree``), by cProfile:
+    the difference between a server that served ``2 * count`` calls and one that served
+    ``count`` (start-up and warm-up cancel out)."""
+
+    def served(calls_made: int) -> int:
+        with tempfile.TemporaryDirectory(prefix="gorums-cprofile-") as folder:
+            stats = Path(folder) / "server.prof"
+            env = {**os.environ, "GRPC_VERBOSITY": "ERROR"}
+            if tree is not None:
+                env["PYTHONPATH"] = str(tree)
+            profiled = ["-m", "cProfile", "-o", str(stats)]
+            server = subprocess.Popen(
+                [*python_in(tree), *profiled, "-m", "bench.interceptor", "--serve", kind],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                cwd=tree,
+                env=env,
+            )
+            assert server.stdin is not None and server.stdout is not None
+            try:
+                port = int(server.stdout.readline().split('"port": ')[1].split("}")[0])
+                asyncio.run(calls(port, WARMUP + calls_made, claim))
+                server.stdin.close()  # the server returns; cProfile writes its stats
+                server.wait(30)
+            finally:
+                server.kill()
+            return int(pstats.Stats(str(stats)).total_calls)  # type: ignore[attr-defined]
+
+    return (served(2 * count) - served(count)) / count
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--base", help="also measure the gorums rows of this git revision")
     args = parser.parse_args(argv)
-    rows: list[tuple[str, str, bool, float]] = []
+    rows: list[tuple[str, str, bool, float, float]] = []
     for kind, claim in ROWS:
-        rows.append(("this tree", kind, claim, measure(kind, claim, args.calls, None)))
+        rows.append(
+            (
+                "this tree",
+                kind,
+                claim,
+                measure(kind, claim, args.calls, None),
+                python_calls(kind, claim, args.calls, None),
+            )
+        )
         print(f"{kind} claim={claim} done", file=sys.stderr, flush=True)
     if args.base:
         with worktree(args.base) as base:
             for claim in (False, True):
                 rows.append(
-                    (args.base, "gorums", claim, measure("gorums", claim, args.calls, base))
+                    (
+                        args.base,
+                        "gorums",
+                        claim,
+                        measure("gorums", claim, args.calls, base),
+                        python_calls("gorums", claim, args.calls, base),
+                    )
                 )
-    bare = {claim: cost for code, kind, claim, cost in rows if kind == "bare"}
+    bare = {claim: cost for _, kind, claim, cost, _ in rows if kind == "bare"}
+    bare_calls = {claim: count for _, kind, claim, _, count in rows if kind == "bare"}
     print(machine())
     print_table(
         f"Server instructions per unary call (callgrind, {args.calls} calls, 16 in flight)",
@@ -138,10 +191,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             "instructions/call",
             "x bare",
             "x bare, same request",
+            "Python calls/call (cProfile)",
+            "Python calls over bare, same request",
         ],
         [
-            [code, kind, "yes" if claim else "no", cost, bare[False] / cost, bare[claim] / cost]
-            for code, kind, claim, cost in rows
+            [
+                code,
+                kind,
+                "yes" if claim else "no",
+                cost,
+                bare[False] / cost,
+                bare[claim] / cost,
+                count,
+                count - bare_calls[claim],
+            ]
+            for code, kind, claim, cost, count in rows
         ],
     )
 
