@@ -80,6 +80,8 @@ def _profile(stats_file: Path, calls: int, top: int) -> tuple[float, list[list[o
 
 
 def _drive(calls: int, loads: Sequence[int], base: str | None, top: int) -> None:
+    # Imported here, not at the top: the client part of this file runs with
+    # another tree's code on its path, where these may differ or be missing.
     import contextlib
     import os
     import subprocess
