@@ -16,7 +16,7 @@ import shlex
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
@@ -200,6 +200,20 @@ def test_nodes_are_the_pods_stable_names(resources: dict[str, Resource]) -> None
         # Names in the Service's domain (never IPs): pod store-N is node N+1.
         assert address == f"{sts['metadata']['name']}-{node_id - 1}.{service_name}:{port}"
     assert flag(resources, "--listen") == f"0.0.0.0:{port}"
+
+
+def test_each_replica_keeps_its_register_on_its_own_volume(
+    resources: dict[str, Resource],
+) -> None:
+    data = PurePosixPath(flag(resources, "--data"))
+    (mount,) = container(resources)["volumeMounts"]
+    assert data.is_relative_to(mount["mountPath"])
+    (claim,) = resources["StatefulSet"]["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == mount["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # The replica does not run as root: the volume must be writable by its group.
+    security = pod_spec(resources)["securityContext"]
+    assert security["fsGroup"] == security["runAsGroup"]
 
 
 @pytest.mark.parametrize(("pod", "node_id"), [("store-0", 1), ("store-1", 2), ("store-2", 3)])
