@@ -46,7 +46,8 @@ def is_one_way(request: Message) -> bool:
     """Whether ``request`` wants no reply: ID 0, or marked one-way by its sender."""
     if not request.message_seq_no:
         return True
-    return any(entry.key == ONE_WAY_KEY for entry in request.entry)
+    entries = request.entry  # most requests have none: no generator for them
+    return bool(entries) and any(entry.key == ONE_WAY_KEY for entry in entries)
 
 
 def error_reply(request: Message, code: grpc.StatusCode, details: str) -> Message:

@@ -220,7 +220,10 @@ class HandlerRegistry:
             else:  # a plain function: grpc runs those on a thread, so do we
                 result = await asyncio.to_thread(method.behaviour, message, context)
             if method.kind == "unary":
-                response = await result if inspect.isawaitable(result) else result
+                # An async handler's result is a coroutine; a plain one may return
+                # an awaitable too.
+                awaited = method.is_async or inspect.isawaitable(result)
+                response = await result if awaited else result
             else:
                 await _stream(result, reply)
         except HandlerAborted as exc:
