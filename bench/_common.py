@@ -155,14 +155,21 @@ _OWN_CODE = (
 )
 
 
-def spawn(name: str, module: str, *args: str, tree: Path | None = None) -> Child:
+def spawn(
+    name: str,
+    module: str,
+    *args: str,
+    tree: Path | None = None,
+    wrapper: Sequence[str] = (),
+) -> Child:
     """Start ``python -m module args...`` and wait for its ``READY <json>`` line.
 
-    With ``tree``, the child runs that checkout's code (see ``worktree``).
+    With ``tree``, the child runs that checkout's code (see ``worktree``); with
+    ``wrapper``, under that program (e.g. ``valgrind ...``).
     """
     paths = {} if tree is None else {"PYTHONPATH": str(tree)}
     proc = subprocess.Popen(
-        [*python_in(tree), "-m", module, *args],
+        [*wrapper, *python_in(tree), "-m", module, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -370,6 +377,17 @@ def thread_cells(cpu: Sequence[ThreadCpu], *, split: bool = True) -> list[object
     if not split:
         return ["-", "-", total, runs]
     return [median([c.main for c in cpu]), median([c.other for c in cpu]), total, runs]
+
+
+def thread_headers(sides: Sequence[str], *, names: bool) -> list[str]:
+    """The headers of ``thread_cells``' columns for each of ``sides``, then (with
+    ``names``) of a ``thread_names`` column for each."""
+    headers: list[str] = []
+    for side in sides:
+        headers += [f"{side} asyncio", f"{side} grpc threads", f"{side} total", f"{side} runs"]
+    if names:
+        headers += [f"{side} grpc threads by name" for side in sides]
+    return headers
 
 
 def thread_names(cpu: Sequence[ThreadCpu]) -> str:

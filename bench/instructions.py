@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import pstats
 import subprocess
 import sys
@@ -35,13 +34,15 @@ from bench._common import (
     PAYLOAD,
     machine,
     print_table,
-    python_in,
     say_stub,
+    spawn,
     worktree,
 )
 from bench.interceptor import CLIENT_CLAIM
 
 WARMUP: Final = 200
+SERVE: Final = ("bench.interceptor", "--serve")
+"""The module and option that start a ``bench.interceptor`` server of a kind."""
 ROWS: Final = (
     ("bare", False),
     ("bare", True),
@@ -74,40 +75,18 @@ def measure(kind: str, claim: bool, count: int, tree: Path | None) -> float:
     """Instructions per call of a ``kind`` server (from ``tree``) under callgrind."""
     with tempfile.TemporaryDirectory(prefix="gorums-callgrind-") as folder:
         out = Path(folder)
-        env = {**os.environ, "GRPC_VERBOSITY": "ERROR"}
-        if tree is not None:
-            env["PYTHONPATH"] = str(tree)
-        server = subprocess.Popen(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={out}/cg.%p",
-                *python_in(tree),
-                "-m",
-                "bench.interceptor",
-                "--serve",
-                kind,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=tree,
-            env=env,
-        )
+        valgrind = ["valgrind", "-q", "--tool=callgrind", "--instr-atstart=no"]
+        valgrind.append(f"--callgrind-out-file={out}/cg.%p")
+        server = spawn(kind, *SERVE, kind, tree=tree, wrapper=valgrind)
         try:
-            assert server.stdout is not None
-            line = server.stdout.readline()
-            port = int(line.split('"port": ')[1].split("}")[0])
+            port = server.info["port"]
             asyncio.run(calls(port, WARMUP, claim))
-            callgrind("-i", "on", str(server.pid))
+            callgrind("-i", "on", str(server.proc.pid))
             asyncio.run(calls(port, count, claim))
-            callgrind("-i", "off", str(server.pid))
-            callgrind("-d", str(server.pid))
+            callgrind("-i", "off", str(server.proc.pid))
+            callgrind("-d", str(server.proc.pid))
         finally:
-            server.kill()
-            server.wait(30)
+            server.stop()
         total = 0
         for dump in out.glob("cg.*"):
             for text in dump.read_text().splitlines():
@@ -124,27 +103,11 @@ def python_calls(kind: str, claim: bool, count: int, tree: Path | None) -> float
     def served(calls_made: int) -> int:
         with tempfile.TemporaryDirectory(prefix="gorums-cprofile-") as folder:
             stats = Path(folder) / "server.prof"
-            env = {**os.environ, "GRPC_VERBOSITY": "ERROR"}
-            if tree is not None:
-                env["PYTHONPATH"] = str(tree)
-            profiled = ["-m", "cProfile", "-o", str(stats)]
-            server = subprocess.Popen(
-                [*python_in(tree), *profiled, "-m", "bench.interceptor", "--serve", kind],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                cwd=tree,
-                env=env,
-            )
-            assert server.stdin is not None and server.stdout is not None
+            server = spawn(kind, "cProfile", "-o", str(stats), "-m", *SERVE, kind, tree=tree)
             try:
-                port = int(server.stdout.readline().split('"port": ')[1].split("}")[0])
-                asyncio.run(calls(port, WARMUP + calls_made, claim))
-                server.stdin.close()  # the server returns; cProfile writes its stats
-                server.wait(30)
+                asyncio.run(calls(server.info["port"], WARMUP + calls_made, claim))
             finally:
-                server.kill()
+                server.stop()  # the server returns; cProfile writes its stats
             return int(pstats.Stats(str(stats)).total_calls)  # type: ignore[attr-defined]
 
     return (served(2 * count) - served(count)) / count

@@ -78,6 +78,7 @@ from bench._common import (
     spawn,
     spread,
     thread_cells,
+    thread_headers,
     thread_names,
     until_stdin_closes,
 )
@@ -607,10 +608,7 @@ def report_cpu(samples: Samples, rows: Sequence[Row], show_names: bool) -> None:
                 line.append(thread_names(servers) if row.servers != GO else "-")
             cells.append(line)
     headers = ["client -> servers", "in flight"]
-    for side in ("client", "servers"):
-        headers += [f"{side} asyncio", f"{side} grpc threads", f"{side} total", f"{side} runs"]
-    if show_names:
-        headers += ["client grpc threads by name", "servers grpc threads by name"]
+    headers += thread_headers(("client", "servers"), names=show_names)
     print_table(
         "CPU µs per call by thread: the asyncio (main) thread and all others (grpc's poller"
         " thread, timer, event engine); runs: times any thread got a CPU, per call;"

@@ -78,6 +78,7 @@ from bench._common import (
     spread,
     stop_all,
     thread_cells,
+    thread_headers,
     thread_names,
     until_stdin_closes,
 )
@@ -501,10 +502,7 @@ def report_threads(results: Results, show_names: bool) -> None:
                     row.append(thread_names([s.replicas for s in samples]) if python else "-")
                 rows.append(row)
     headers = ["replicas", "in flight", "variant"]
-    for side in ("coordinator", "replicas"):
-        headers += [f"{side} asyncio", f"{side} grpc threads", f"{side} total", f"{side} runs"]
-    if show_names:
-        headers += ["coordinator grpc threads by name", "replicas grpc threads by name"]
+    headers += thread_headers(("coordinator", "replicas"), names=show_names)
     print_table(
         "CPU µs per call by thread: the asyncio (main) thread and all others (grpc's poller"
         " thread, timer, event engine); runs: times any thread got a CPU, per call;"
